@@ -1,0 +1,74 @@
+"""The one model-config object: shared by training, export and inference, stored inside every
+checkpoint and as ONNX metadata, so a model file says what it needs."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from .. import keypoints
+
+NORMS = ("instance", "batch")
+HEATMAP_ACTIVATIONS = ("softmax", "relu")
+# The paper's ablation variants (srnet.md).
+VARIANTS = ("two_stage", "one_stage", "direct_regression",
+            "coordinate_unsupervised", "representation_unsupervised")
+
+
+@dataclass(frozen=True)
+class SRNetConfig:
+    keypoint_names: tuple[str, ...] = keypoints.CANONICAL  # J = len(keypoint_names)
+    features: int = 128            # F
+    stages: int = 2
+    hourglass_level: int = 4       # level 4 = five poolings, 64 -> 2
+    norm: str = "instance"         # instance | batch (batch folds into convs for TensorRT)
+    heatmap: str = "softmax"       # softmax (with per-joint temperature) | relu (normalise)
+    variant: str = "two_stage"
+    input_size: int = 128          # m: the normalised depth crop is 1 x m x m
+    map_size: int = 64             # n: representation (heatmap / depth map) size
+    decoder_eps: float = 1e-4      # survives FP16 (the release's 1e-14 underflows to 0)
+    half_cube_mm: float = 150.0    # crop cube half-size the model was trained with
+    extra: dict = field(default_factory=dict, compare=False)  # free-form provenance
+
+    def __post_init__(self):
+        object.__setattr__(self, "keypoint_names", tuple(self.keypoint_names))
+        unknown = [n for n in self.keypoint_names if n not in keypoints.ALL_NAMES]
+        if unknown:
+            raise ValueError(f"unknown keypoint names {unknown}")
+        for name, value, allowed in (("norm", self.norm, NORMS),
+                                     ("heatmap", self.heatmap, HEATMAP_ACTIVATIONS),
+                                     ("variant", self.variant, VARIANTS)):
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of {allowed}")
+        if self.input_size != 2 * self.map_size:
+            raise ValueError("input_size must be twice map_size (one stride-2 convolution)")
+        if self.map_size % (2 ** (self.hourglass_level + 1)):
+            raise ValueError(f"map_size {self.map_size} is not divisible by 2^(level+1)")
+        if self.stages < 1:
+            raise ValueError("stages must be >= 1")
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.keypoint_names)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["keypoint_names"] = list(self.keypoint_names)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SRNetConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model config fields {unknown}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, s: str) -> "SRNetConfig":
+        return cls.from_dict(json.loads(s))
+
+    def replace(self, **changes) -> "SRNetConfig":
+        return SRNetConfig.from_dict({**self.to_dict(), **changes})
