@@ -1,0 +1,181 @@
+"""Crop / normalise / recover (srnet.md), numpy and torch, and depth decoding."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hand_pose_ros.camera import DATASET_INTRINSICS, Intrinsics
+from hand_pose_ros.data.crop import (Crop, CropBatch, box_size, crop_batch_torch, crop_hand,
+                                     label_to_crop_pixels, normalise_uvd, recover_uvd)
+
+NYU = DATASET_INTRINSICS["nyu"]
+
+
+def scene(height=480, width=640, seed=0):
+    """A table far away and a lumpy 'hand' blob around (330, 250) at ~700 mm."""
+    rng = np.random.default_rng(seed)
+    depth = np.full((height, width), 1500, np.float32)
+    yy, xx = np.mgrid[:height, :width]
+    blob = (xx - 330) ** 2 / 60 ** 2 + (yy - 250) ** 2 / 80 ** 2 < 1
+    depth[blob] = 700 + 40 * rng.random(blob.sum()).astype(np.float32)
+    depth[rng.random(depth.shape) < 0.02] = 0       # holes
+    return depth
+
+
+def test_box_formula_matches_srnet():
+    # box = int(cube*fx/d + cube*fy/d)
+    assert box_size(750.0, NYU, 150.0) == int(150 * 588.037 / 750 + 150 * 587.075 / 750)
+    cam = Intrinsics(100.0, -100.0, 0, 0)        # a negative fy (community NYU) gives the same box
+    assert box_size(500.0, cam, 100.0) == 40
+    with pytest.raises(ValueError, match="positive"):
+        box_size(0.0, NYU, 150.0)
+    with pytest.raises(ValueError, match="too small"):
+        box_size(1e9, NYU, 150.0)
+
+
+def test_crop_equals_reference_cut_then_torch_interpolate():
+    """The gathered crop equals: cut the 2*(box//2) square (zero-padded), mask the cube,
+    subtract, F.interpolate(bilinear, align_corners=False), divide."""
+    depth = scene()
+    for com, out in [((330.7, 250.2, 712.0), 128), ((20.3, 15.9, 600.0), 128),   # off the top-left
+                     ((630.0, 470.0, 900.0), 96), ((320.0, 240.0, 3000.0), 128)]:  # upsampling (box < out)
+        crop = crop_hand(depth, com, NYU, 150.0, out)
+        box = crop.box
+        size = 2 * (box // 2)
+        left, top = math.floor(com[0]) - box // 2, math.floor(com[1]) - box // 2
+        assert (crop.left, crop.top, crop.size) == (left, top, size)
+        padded = np.zeros((size, size), np.float32)
+        for r in range(size):
+            for c in range(size):
+                y, x = top + r, left + c
+                if 0 <= y < 480 and 0 <= x < 640:
+                    padded[r, c] = depth[y, x]
+        d = com[2]
+        keep = (padded > d - 150) & (padded < d + 150)
+        centred = np.where(keep, padded - d, 0).astype(np.float32)
+        reference = F.interpolate(torch.from_numpy(centred)[None, None], size=(out, out),
+                                  mode="bilinear", align_corners=False)[0, 0].numpy() / 150
+        np.testing.assert_allclose(crop.image, reference, atol=2e-5)
+        assert crop.image.dtype == np.float32 and crop.image.shape == (out, out)
+
+
+def test_crop_value_ranges():
+    depth = scene()
+    crop = crop_hand(depth, (330, 250, 720.0), NYU, 150.0)
+    hand = crop.image != 0
+    assert hand.mean() > 0.2                                   # the hand is there
+    assert np.abs(crop.image).max() < 1                        # hand pixels in (-1, 1)
+    # the table at 1500 mm is outside the cube: background exactly 0
+    corner = crop_hand(depth, (20, 20, 720.0), NYU, 150.0)
+    assert (corner.image == 0).all()
+
+
+def test_cube_window_is_strict():
+    depth = np.zeros((100, 100), np.float32)
+    depth[:, :50] = 850.0             # exactly com_d + cube: dropped
+    depth[:, 50:] = 849.0             # inside: kept
+    cam = Intrinsics(100, 100, 50, 50)
+    crop = crop_hand(depth, (50, 50, 700.0), cam, 150.0, out_size=32)
+    assert (crop.image[:, :8] == 0).all()
+    np.testing.assert_allclose(crop.image[:, -8:], 149 / 150, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16])
+def test_torch_batch_crop_matches_numpy(dtype):
+    depths = np.stack([scene(seed=s) for s in range(3)]).astype(dtype)
+    coms = np.array([[330.4, 250.6, 715.3], [5.5, 470.2, 650.0], [330.0, 250.0, 2500.0]])
+    cubes = np.array([150.0, 125.0, 150.0])
+    batch = crop_batch_torch(torch.from_numpy(depths.astype(np.float32) if dtype == np.uint16 else depths),
+                             torch.from_numpy(coms), NYU, torch.from_numpy(cubes), 128)
+    assert batch.image.shape == (3, 128, 128) and batch.image.dtype == torch.float32
+    for i in range(3):
+        ref = crop_hand(depths[i], coms[i], NYU, cubes[i], 128)
+        assert int(batch.box[i]) == ref.box
+        np.testing.assert_allclose(batch.image[i].numpy(), ref.image, atol=1e-4)
+        back = batch[i]
+        assert (back.left, back.top, back.box) == (ref.left, ref.top, ref.box)
+
+
+def test_torch_crop_scalar_cube_and_cuda_if_present():
+    depth = torch.from_numpy(scene())[None]
+    com = torch.tensor([[330.0, 250.0, 712.0]])
+    batch = crop_batch_torch(depth, com, NYU, 150.0)
+    np.testing.assert_allclose(batch.image[0].numpy(), crop_hand(depth[0].numpy(), com[0].numpy(), NYU, 150.0).image,
+                               atol=1e-4)
+    if torch.cuda.is_available():
+        on_gpu = crop_batch_torch(depth.cuda(), com.cuda(), NYU, 150.0)
+        np.testing.assert_allclose(on_gpu.image.cpu().numpy(), batch.image.numpy(), atol=1e-4)
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match=r"\[H, W\]"):
+        crop_hand(np.zeros((2, 3, 4)), (1, 1, 500), NYU, 150)
+    with pytest.raises(ValueError, match="com_uvd"):
+        crop_hand(np.zeros((10, 10)), (1, float("nan"), 500), NYU, 150)
+    with pytest.raises(ValueError, match="positive depth"):
+        crop_batch_torch(torch.zeros(1, 10, 10), torch.tensor([[1.0, 1.0, 0.0]]), NYU, 150)
+
+
+def test_normalise_recover_round_trip_numpy_and_torch():
+    depth = scene()
+    crop = crop_hand(depth, (330.9, 250.2, 712.5), NYU, 150.0)
+    rng = np.random.default_rng(1)
+    uvd = np.column_stack([rng.uniform(250, 400, 14), rng.uniform(180, 320, 14), rng.uniform(650, 780, 14)])
+    norm = normalise_uvd(uvd, crop)
+    # the exact formulas of srnet.md
+    np.testing.assert_allclose(norm[:, 0], (uvd[:, 0] - 330) / (crop.box - 1))
+    np.testing.assert_allclose(norm[:, 1], (uvd[:, 1] - 250) / (crop.box - 1))
+    np.testing.assert_allclose(norm[:, 2], (uvd[:, 2] - 712.5) / 150)
+    np.testing.assert_allclose(recover_uvd(norm, crop), uvd, atol=1e-9)
+    assert np.abs(norm).max() < 1
+    # torch, float32, same numbers
+    t = torch.tensor(uvd, dtype=torch.float32)
+    tn = normalise_uvd(t, crop)
+    assert isinstance(tn, torch.Tensor) and tn.dtype == torch.float32
+    np.testing.assert_allclose(tn.numpy(), norm, atol=1e-6)
+    np.testing.assert_allclose(recover_uvd(tn, crop).numpy(), uvd, atol=1e-3)
+    # methods agree with the functions
+    np.testing.assert_allclose(crop.recover_uvd(crop.normalise_uvd(uvd)), uvd, atol=1e-9)
+
+
+def test_batched_recover_numpy_and_torch():
+    depth = scene()
+    coms = [(330.2, 250.8, 700.0), (300.0, 200.0, 800.0), (100.5, 400.5, 600.0)]
+    crops = [crop_hand(depth, c, NYU, cube) for c, cube in zip(coms, (150.0, 125.0, 150.0))]
+    stacked = CropBatch.stack(crops)
+    assert len(stacked) == 3 and stacked.image.shape == (3, 128, 128)
+    rng = np.random.default_rng(2)
+    norm = rng.uniform(-0.5, 0.5, (3, 21, 3))
+    batched = recover_uvd(norm, stacked)
+    for i, crop in enumerate(crops):
+        np.testing.assert_allclose(batched[i], recover_uvd(norm[i], crop))
+    np.testing.assert_allclose(normalise_uvd(batched, stacked), norm, atol=1e-12)
+    # a torch CropBatch recovers torch labels on its device
+    tb = crop_batch_torch(torch.from_numpy(np.stack([depth] * 3)), torch.tensor(coms),
+                          NYU, torch.tensor([150.0, 125.0, 150.0]))
+    rec = recover_uvd(torch.from_numpy(norm).float(), tb)
+    np.testing.assert_allclose(rec.numpy(), batched, atol=1e-3)
+    with pytest.raises(ValueError, match=r"\[B, J, 3\]"):
+        recover_uvd(norm[0], stacked)
+
+
+def test_label_pixels_land_on_the_image_point():
+    """A single bright pixel in the frame shows up in the crop where label_to_crop_pixels
+    says its label is."""
+    cam = NYU
+    for (u, v) in [(351, 262), (300, 229)]:
+        depth = np.zeros((480, 640), np.float32)
+        depth[v - 2:v + 3, u - 2:u + 3] = 730.0        # a 5x5 square centred on (u, v)
+        crop = crop_hand(depth, (331.4, 248.7, 700.0), cam, 150.0, 128)
+        # the crop is not exactly uniform in value; find the centroid of the square's image
+        weights = np.abs(crop.image)
+        ys, xs = np.mgrid[:128, :128]
+        cx = (weights * xs).sum() / weights.sum()
+        cy = (weights * ys).sum() / weights.sum()
+        label = normalise_uvd(np.array([[u, v, 700.0]]), crop)
+        px = label_to_crop_pixels(label, crop.box, 128)[0]
+        assert abs(px[0] - cx) < 0.1 and abs(px[1] - cy) < 0.1
