@@ -1,0 +1,276 @@
+"""Pure functions between numpy arrays and ROS messages (no rclpy: message packages only).
+
+Units: the core speaks millimetres, ROS messages metres (REP 103). Every function here
+converts at the boundary, so callers never scale by hand. Keypoints are in the input
+image's optical frame (x right, y down, z forward) and in canonical order unless `names`
+says otherwise.
+"""
+from __future__ import annotations
+
+import array
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point, Pose, PoseArray, Quaternion, TransformStamped
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from .. import keypoints
+from ..camera import Intrinsics
+
+MM_PER_M = 1000.0
+IDENTITY_QUATERNION = (0.0, 0.0, 0.0, 1.0)  # (x, y, z, w)
+
+
+# ---------------------------------------------------------------- time and headers
+def stamp_to_seconds(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def seconds_to_stamp(seconds: float) -> Time:
+    nanoseconds = int(round(seconds * 1e9))
+    return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+
+
+def stamp_key(stamp: Time) -> int:
+    """An exact integer key for matching messages by stamp (nanoseconds)."""
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def copy_header(header: Header) -> Header:
+    return Header(stamp=Time(sec=header.stamp.sec, nanosec=header.stamp.nanosec),
+                  frame_id=header.frame_id)
+
+
+def seconds_to_duration(seconds: float) -> Duration:
+    nanoseconds = int(round(seconds * 1e9))
+    return Duration(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+
+
+# ---------------------------------------------------------------- rotations
+def rotation_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """3x3 rotation matrix -> unit quaternion (x, y, z, w), w >= 0 (Shepperd's method)."""
+    r = np.asarray(rotation, dtype=np.float64)
+    if r.shape != (3, 3) or not np.isfinite(r).all():
+        raise ValueError(f"expected a finite 3x3 rotation matrix, got {r.tolist()}")
+    trace = np.trace(r)
+    # Pick the largest of (w, x, y, z)^2 as the pivot: numerically stable for any rotation.
+    candidates = [trace, r[0, 0], r[1, 1], r[2, 2]]
+    pivot = int(np.argmax(candidates))
+    if pivot == 0:
+        s = 2.0 * np.sqrt(max(1.0 + trace, 1e-12))
+        q = ((r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, 0.25 * s)
+    elif pivot == 1:
+        s = 2.0 * np.sqrt(max(1.0 + r[0, 0] - r[1, 1] - r[2, 2], 1e-12))
+        q = (0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s, (r[2, 1] - r[1, 2]) / s)
+    elif pivot == 2:
+        s = 2.0 * np.sqrt(max(1.0 - r[0, 0] + r[1, 1] - r[2, 2], 1e-12))
+        q = ((r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s, (r[0, 2] - r[2, 0]) / s)
+    else:
+        s = 2.0 * np.sqrt(max(1.0 - r[0, 0] - r[1, 1] + r[2, 2], 1e-12))
+        q = ((r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s, (r[1, 0] - r[0, 1]) / s)
+    q = np.asarray(q)
+    q = q / np.linalg.norm(q)
+    if q[3] < 0:
+        q = -q
+    return tuple(float(c) for c in q)
+
+
+def quaternion_to_rotation(q) -> np.ndarray:
+    """(x, y, z, w) -> 3x3 rotation matrix."""
+    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def palm_quaternion(xyz_mm: np.ndarray, names=keypoints.CANONICAL) -> tuple[float, float, float, float]:
+    """Orientation of the palm frame (retarget.hand_frame: x wrist -> middle MCP, y toward the
+    index side, z = x cross y) as a quaternion (x, y, z, w) in the camera frame.
+
+    The pose node does not know the handedness, so the right-hand construction is used: it
+    is a proper rotation for either hand (for a left hand z points out of the palm, not the
+    back). Identity when the palm points are missing or degenerate.
+    """
+    from ..retarget.hand_frame import hand_frame
+
+    names = tuple(names)
+    needed = ("wrist", "index_mcp", "middle_mcp", "pinky_mcp")
+    if any(n not in names for n in needed):
+        return IDENTITY_QUATERNION
+    canonical = np.full((len(keypoints.CANONICAL), 3), np.nan)
+    canonical[keypoints.indices(needed)] = np.asarray(xyz_mm, dtype=np.float64)[keypoints.indices(needed, of=names)]
+    _, axes = hand_frame(canonical, "right")  # [3, 3], columns x, y, z
+    if not np.isfinite(axes).all():
+        return IDENTITY_QUATERNION
+    return rotation_to_quaternion(axes)
+
+
+def _check_xyz(xyz_mm: np.ndarray, names) -> np.ndarray:
+    xyz = np.asarray(xyz_mm, dtype=np.float64)
+    if xyz.shape != (len(names), 3):
+        raise ValueError(f"keypoints have shape {xyz.shape}, expected ({len(names)}, 3)")
+    if not np.isfinite(xyz).all():
+        raise ValueError("keypoints contain NaN or inf: refusing to publish them")
+    return xyz
+
+
+# ---------------------------------------------------------------- PoseArray
+def keypoints_to_pose_array(xyz_mm: np.ndarray, header: Header,
+                            wrist_orientation=IDENTITY_QUATERNION,
+                            names=keypoints.CANONICAL) -> PoseArray:
+    """[J, 3] mm -> PoseArray (metres), one pose per keypoint in `names` order.
+
+    The wrist pose carries `wrist_orientation` (the palm frame, quaternion x, y, z, w); the
+    other poses carry the identity orientation.
+    """
+    names = tuple(names)
+    xyz = _check_xyz(xyz_mm, names) / MM_PER_M
+    wrist = names.index("wrist") if "wrist" in names else -1
+    poses = []
+    for j, (x, y, z) in enumerate(xyz.tolist()):
+        qx, qy, qz, qw = wrist_orientation if j == wrist else IDENTITY_QUATERNION
+        poses.append(Pose(position=Point(x=x, y=y, z=z),
+                          orientation=Quaternion(x=float(qx), y=float(qy), z=float(qz), w=float(qw))))
+    return PoseArray(header=copy_header(header), poses=poses)
+
+
+def pose_array_to_keypoints(msg: PoseArray) -> np.ndarray:
+    """PoseArray -> [N, 3] mm (positions only)."""
+    return np.array([[p.position.x, p.position.y, p.position.z] for p in msg.poses],
+                    dtype=np.float64).reshape(-1, 3) * MM_PER_M
+
+
+# ---------------------------------------------------------------- TF
+def keypoints_to_transforms(xyz_mm: np.ndarray, header: Header, prefix: str = "hand_",
+                            wrist_orientation=IDENTITY_QUATERNION,
+                            names=keypoints.CANONICAL) -> list[TransformStamped]:
+    """One TransformStamped per keypoint: child `<prefix><name>` under header.frame_id."""
+    names = tuple(names)
+    xyz = _check_xyz(xyz_mm, names) / MM_PER_M
+    transforms = []
+    for name, (x, y, z) in zip(names, xyz.tolist()):
+        t = TransformStamped(header=copy_header(header), child_frame_id=f"{prefix}{name}")
+        t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = x, y, z
+        qx, qy, qz, qw = wrist_orientation if name == "wrist" else IDENTITY_QUATERNION
+        t.transform.rotation = Quaternion(x=float(qx), y=float(qy), z=float(qz), w=float(qw))
+        transforms.append(t)
+    return transforms
+
+
+def keypoints_to_tf_message(xyz_mm, header, prefix="hand_", wrist_orientation=IDENTITY_QUATERNION,
+                            names=keypoints.CANONICAL):
+    """The same transforms as a tf2_msgs/TFMessage (what a TransformBroadcaster sends on /tf)."""
+    from tf2_msgs.msg import TFMessage  # imported here: only the raw-/tf fallback needs it
+
+    return TFMessage(transforms=keypoints_to_transforms(xyz_mm, header, prefix, wrist_orientation, names))
+
+
+# ---------------------------------------------------------------- markers
+def _colour(rgb, alpha: float = 1.0) -> ColorRGBA:
+    r, g, b = rgb
+    return ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(alpha))
+
+
+def keypoints_to_markers(xyz_mm: np.ndarray, header: Header, names=keypoints.CANONICAL,
+                         namespace: str = "hand", joint_diameter_m: float = 0.012,
+                         bone_width_m: float = 0.006, lifetime_s: float = 0.5) -> MarkerArray:
+    """Keypoint spheres (SPHERE_LIST) and the skeleton (LINE_LIST), coloured by finger.
+
+    The lifetime makes a lost hand vanish from rviz instead of freezing there.
+    """
+    names = tuple(names)
+    xyz = _check_xyz(xyz_mm, names) / MM_PER_M
+    points = [Point(x=x, y=y, z=z) for x, y, z in xyz.tolist()]
+    colours = [_colour(keypoints.colour_of(n)) for n in names]
+    lifetime = seconds_to_duration(lifetime_s)
+
+    joints = Marker(header=copy_header(header), ns=f"{namespace}/joints", id=0, type=Marker.SPHERE_LIST,
+                    action=Marker.ADD, lifetime=lifetime, points=points, colors=colours)
+    joints.pose.orientation.w = 1.0
+    joints.scale.x = joints.scale.y = joints.scale.z = joint_diameter_m
+
+    bones = Marker(header=copy_header(header), ns=f"{namespace}/bones", id=1, type=Marker.LINE_LIST,
+                   action=Marker.ADD, lifetime=lifetime)
+    bones.pose.orientation.w = 1.0
+    bones.scale.x = bone_width_m
+    for a, b in keypoints.edges(names):
+        bones.points += [points[a], points[b]]
+        bones.colors += [colours[b], colours[b]]  # a bone takes the colour of its distal joint
+    return MarkerArray(markers=[joints, bones])
+
+
+# ---------------------------------------------------------------- images
+def rgb_to_image_msg(rgb: np.ndarray, header: Header) -> Image:
+    """[H, W, 3] uint8 -> rgb8 Image."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an [H, W, 3] image, got shape {rgb.shape}")
+    height, width = rgb.shape[:2]
+    # array('B', bytes) is the fast path for uint8[] fields on Humble and Kilted alike.
+    return Image(header=copy_header(header), height=height, width=width, encoding="rgb8",
+                 is_bigendian=0, step=3 * width, data=array.array("B", rgb.tobytes()))
+
+
+def depth_to_image_msg(depth_mm: np.ndarray, header: Header) -> Image:
+    """[H, W] uint16 millimetres -> 16UC1 Image (REP 118: 0 = invalid)."""
+    depth = np.asarray(depth_mm)
+    if depth.ndim != 2 or depth.dtype != np.uint16:
+        raise ValueError(f"expected an [H, W] uint16 depth image, got {depth.dtype} {depth.shape}")
+    depth = depth.astype("<u2", copy=False)  # little-endian on the wire, whatever the host
+    height, width = depth.shape
+    return Image(header=copy_header(header), height=height, width=width, encoding="16UC1",
+                 is_bigendian=0, step=2 * width, data=array.array("B", depth.tobytes()))
+
+
+def image_msg_to_depth_mm(msg: Image, depth_scale_mm: float | None = None) -> np.ndarray:
+    """Image (16UC1 / mono16 / 32FC1) -> [H, W] float32 millimetres, 0 = invalid.
+
+    depth_scale_mm: millimetres per 16-bit unit (None = 1, the REP 118 default; D405: 0.1).
+    Raises ValueError naming the problem (encoding, size) on bad input.
+    """
+    from ..data.depth import image_msg_to_depth
+
+    return image_msg_to_depth(msg.data, msg.width, msg.height, msg.step, msg.encoding,
+                              msg.is_bigendian, depth_scale_mm=depth_scale_mm)
+
+
+def camera_info_msg(cam: Intrinsics, header: Header) -> CameraInfo:
+    """CameraInfo of an undistorted pinhole camera (plumb_bob with zero distortion)."""
+    k = cam.k()
+    p = np.zeros((3, 4))
+    p[:, :3] = k
+    return CameraInfo(header=copy_header(header), height=int(cam.height), width=int(cam.width),
+                      distortion_model="plumb_bob", d=[0.0] * 5, k=k.ravel().tolist(),
+                      r=np.eye(3).ravel().tolist(), p=p.ravel().tolist())
+
+
+def camera_info_to_intrinsics(msg: CameraInfo) -> Intrinsics:
+    """Intrinsics from CameraInfo.k (ValueError for an all-zero / non-finite K)."""
+    return Intrinsics.from_k(np.asarray(msg.k), width=msg.width, height=msg.height)
+
+
+# ---------------------------------------------------------------- diagnostics
+LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN,
+          "error": DiagnosticStatus.ERROR, "stale": DiagnosticStatus.STALE}
+
+
+def diagnostic_array(stamp: Time, name: str, hardware_id: str, level: str, message: str,
+                     values: dict) -> DiagnosticArray:
+    """One DiagnosticStatus in a DiagnosticArray. level: ok | warn | error | stale.
+
+    Floats in `values` are written with 3 decimals; everything else with str().
+    """
+    if level not in LEVELS:
+        raise ValueError(f"diagnostic level {level!r} is not one of {sorted(LEVELS)}")
+    pairs = [KeyValue(key=str(k), value=f"{v:.3f}" if isinstance(v, float) else str(v))
+             for k, v in values.items()]
+    status = DiagnosticStatus(level=LEVELS[level], name=name, message=message,
+                              hardware_id=hardware_id, values=pairs)
+    return DiagnosticArray(header=Header(stamp=stamp), status=[status])
+
+
+def diagnostic_values(status: DiagnosticStatus) -> dict[str, str]:
+    return {kv.key: kv.value for kv in status.values}

@@ -1,0 +1,203 @@
+"""A node that watches the pipeline's topics and measures it (used by `hand-pose run` / demo).
+
+Input frames are counted on the CameraInfo topic (one per depth frame, and cheap to
+receive, unlike the depth images). Latency is the monitor's clock at arrival minus the
+image stamp the outputs carry. The keypoint error matches /hand_pose/joints with
+/synthetic_camera/ground_truth by stamp (both carry the depth frame's stamp).
+Only messages arriving inside the measuring window count (`start_window`).
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from . import conversions
+from .launch_plan import GROUND_TRUTH_TOPIC, JOINTS_TOPIC, RETARGET_TOPIC
+from .stats import percentiles
+
+
+def keypoint_error_mm(pred_mm: np.ndarray, truth_mm: np.ndarray) -> float:
+    """Mean Euclidean distance over joints (mm) between two [J, 3] arrays."""
+    pred, truth = np.asarray(pred_mm, dtype=np.float64), np.asarray(truth_mm, dtype=np.float64)
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {truth.shape} differ in shape")
+    return float(np.linalg.norm(pred - truth, axis=-1).mean())
+
+
+def _none_if_nan(value):
+    return None if value is None or (isinstance(value, float) and not np.isfinite(value)) else value
+
+
+class PipelineMonitor:
+    """Subscribes to the inputs and outputs; `summary()` gives the numbers."""
+
+    def __init__(self, node, camera_info_topic: str, joints_topic: str = JOINTS_TOPIC,
+                 ground_truth_topic: str = GROUND_TRUTH_TOPIC, retarget_topic: str = RETARGET_TOPIC,
+                 keep_last: int = 120):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseArray
+        from sensor_msgs.msg import CameraInfo, JointState
+
+        from .pose_node import qos_profile
+
+        self.node = node
+        self._lock = threading.Lock()
+        self._window_start: float | None = None
+        self._truth: dict[int, np.ndarray] = {}   # stamp key -> [J, 3] mm
+        self._pending: dict[int, np.ndarray] = {}  # joints waiting for their ground truth
+        self.keep_last = keep_last
+        self.reset()
+        self.first_input_time = self.first_output_time = None
+        self.latest_diagnostics: dict[str, dict[str, str]] = {}
+        node.create_subscription(CameraInfo, camera_info_topic, self._on_input, qos_profile("sensor_data", 10))
+        node.create_subscription(PoseArray, joints_topic, self._on_joints, 50)
+        node.create_subscription(PoseArray, ground_truth_topic, self._on_truth, 50)
+        node.create_subscription(JointState, retarget_topic, self._on_retarget, 50)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+
+    # ------------------------------------------------------------ window
+    def reset(self) -> None:
+        with self._lock:
+            self.input_times: list[float] = []
+            self.output_times: list[float] = []
+            self.latencies_ms: list[tuple[float, float]] = []  # (arrival time, latency)
+            self.errors_mm: list[float] = []
+            self.retarget_times: list[float] = []
+            self.retarget_latencies_ms: list[float] = []
+            self.retarget_non_finite = 0
+            self.non_finite_outputs = 0
+            self.last_joints_mm: np.ndarray | None = None
+            self.last_truth_mm: np.ndarray | None = None
+
+    def start_window(self) -> None:
+        """Forget what was measured so far and count from now."""
+        self.reset()
+        self._window_start = time.monotonic()
+
+    def _in_window(self) -> bool:
+        return self._window_start is not None
+
+    def _now_s(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    # ------------------------------------------------------------ callbacks
+    def _on_input(self, msg) -> None:
+        now = time.monotonic()
+        if self.first_input_time is None:
+            self.first_input_time = now
+        if self._in_window():
+            with self._lock:
+                self.input_times.append(now)
+
+    def _on_joints(self, msg) -> None:
+        now = time.monotonic()
+        latency_ms = (self._now_s() - conversions.stamp_to_seconds(msg.header.stamp)) * 1e3
+        xyz = conversions.pose_array_to_keypoints(msg)
+        if self.first_output_time is None:
+            self.first_output_time = now
+        if not self._in_window():
+            return
+        key = conversions.stamp_key(msg.header.stamp)
+        with self._lock:
+            self.output_times.append(now)
+            self.latencies_ms.append((now, latency_ms))
+            if not np.isfinite(xyz).all():
+                self.non_finite_outputs += 1
+                return
+            self.last_joints_mm = xyz
+            truth = self._truth.pop(key, None)
+            if truth is None:
+                self._pending[key] = xyz
+                self._trim(self._pending)
+            else:
+                self._score(xyz, truth)
+
+    def _on_truth(self, msg) -> None:
+        key = conversions.stamp_key(msg.header.stamp)
+        truth = conversions.pose_array_to_keypoints(msg)
+        with self._lock:
+            self.last_truth_mm = truth
+            pred = self._pending.pop(key, None)
+            if pred is None:
+                self._truth[key] = truth
+                self._trim(self._truth)
+            else:
+                self._score(pred, truth)
+
+    def _score(self, pred: np.ndarray, truth: np.ndarray) -> None:
+        if pred.shape == truth.shape:
+            self.errors_mm.append(keypoint_error_mm(pred, truth))
+
+    def _trim(self, table: dict) -> None:
+        while len(table) > self.keep_last:
+            table.pop(next(iter(table)))
+
+    def _on_retarget(self, msg) -> None:
+        if not self._in_window():
+            return
+        now = time.monotonic()
+        with self._lock:
+            self.retarget_times.append(now)
+            if not np.isfinite(np.asarray(msg.position, dtype=np.float64)).all():
+                self.retarget_non_finite += 1
+            if msg.header.stamp.sec or msg.header.stamp.nanosec:
+                self.retarget_latencies_ms.append(
+                    (self._now_s() - conversions.stamp_to_seconds(msg.header.stamp)) * 1e3)
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            self.latest_diagnostics[status.hardware_id or status.name] = dict(
+                conversions.diagnostic_values(status), _message=status.message, _name=status.name)
+
+    # ------------------------------------------------------------ results
+    def summary(self) -> dict:
+        """The numbers measured in the window (None where nothing was measured)."""
+        with self._lock:
+            end = time.monotonic()
+            duration = end - self._window_start if self._window_start is not None else 0.0
+            latency = percentiles([v for _, v in self.latencies_ms], (50, 99))
+            retarget_latency = percentiles(self.retarget_latencies_ms, (50, 99))
+            first_q, last_q = latency_trend(self.latencies_ms)
+            pose_diag = self.latest_diagnostics.get("hand_pose", {})
+            out = {
+                "duration_s": round(duration, 3),
+                "frames_in": len(self.input_times),
+                "frames_out": len(self.output_times),
+                "input_fps": len(self.input_times) / duration if duration > 0 else 0.0,
+                "fps": len(self.output_times) / duration if duration > 0 else 0.0,
+                "latency_ms_p50": latency[50],
+                "latency_ms_p99": latency[99],
+                "latency_ms_p50_first_quarter": first_q,
+                "latency_ms_p50_last_quarter": last_q,
+                "mean_error_mm": float(np.mean(self.errors_mm)) if self.errors_mm else None,
+                "error_frames": len(self.errors_mm),
+                "non_finite_outputs": self.non_finite_outputs,
+                "frames_dropped": _int_or_none(pose_diag.get("frames_dropped")),
+                "pose_node_state": pose_diag.get("state"),
+                "pose_node_timings_ms": {k[len("time_ms."):]: float(v) for k, v in pose_diag.items()
+                                         if k.startswith("time_ms.")},
+                "retarget_frames": len(self.retarget_times),
+                "retarget_fps": len(self.retarget_times) / duration if duration > 0 else 0.0,
+                "retarget_latency_ms_p50": retarget_latency[50],
+                "retarget_latency_ms_p99": retarget_latency[99],
+                "retarget_non_finite": self.retarget_non_finite,
+            }
+        return {k: (_none_if_nan(v) if not isinstance(v, dict) else v) for k, v in out.items()}
+
+
+def latency_trend(samples: list[tuple[float, float]]) -> tuple[float | None, float | None]:
+    """Median latency of the first and of the last quarter of the samples (by arrival)."""
+    if len(samples) < 8:
+        return None, None
+    values = [v for _, v in sorted(samples)]
+    quarter = len(values) // 4
+    return float(np.median(values[:quarter])), float(np.median(values[-quarter:]))
+
+
+def _int_or_none(text):
+    try:
+        return int(float(text))
+    except (TypeError, ValueError):
+        return None

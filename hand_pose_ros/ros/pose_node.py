@@ -1,0 +1,462 @@
+"""The hand pose node (`pose_node`, node name `hand_pose`): depth Image + CameraInfo in,
+21 hand keypoints out (PoseArray, TF, markers, debug image, diagnostics).
+
+Threading: the image callback only drops the message into a one-slot "latest frame"
+buffer; a worker thread takes the newest frame, decodes it, runs the estimator and
+publishes. A model slower than the camera therefore drops frames (counted) instead of
+queueing them, and latency stays at one inference, never growing.
+
+Every output carries the input image's stamp and frame_id (REP 103 optical frame). Bad
+input (unsupported encoding, empty frames, size mismatch with CameraInfo, no CameraInfo
+yet, no hand, a hand at the border) never crashes the node nor publishes NaN: it logs a
+throttled warning naming the problem and shows it as the diagnostics state.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import keypoints
+from ..camera import Intrinsics
+from . import conversions
+from .params import Param, ParameterError, declare_all, resolve_share_path
+from .stats import LatestSlot, RateMeter, Window
+
+NODE_NAME = "hand_pose"
+DEFAULT_MODEL = "models/srnet_synthetic.onnx"
+MIN_IMAGE_SIDE = 32  # px: anything smaller cannot hold a hand crop
+WARN_EVERY_S = 5.0   # throttle for repeated warnings of one kind
+
+PARAMS = [
+    Param("depth_topic", "/camera/camera/depth/image_rect_raw", "Depth image topic (16UC1 mm or 32FC1 m)."),
+    Param("camera_info_topic", "/camera/camera/depth/camera_info", "CameraInfo matching the depth topic (K used)."),
+    Param("qos", "sensor_data", "QoS of the camera subscriptions.", choices=("sensor_data", "reliable")),
+    Param("qos_depth", 1, "History depth of the camera subscriptions.", range=(1, 100)),
+    Param("depth_scale", 0.0, "Millimetres per 16-bit depth unit; 0 = from the encoding "
+          "(16UC1: 1 mm, 32FC1: metres). RealSense D405: 0.1.", range=(0.0, 100.0)),
+    Param("min_depth_mm", 150.0, "Nearest depth searched for a hand (mm).", range=(0.0, 10000.0)),
+    Param("max_depth_mm", 1200.0, "Farthest depth searched for a hand (mm).", range=(1.0, 20000.0)),
+    Param("model_path", DEFAULT_MODEL, "Model file (.onnx or .pt checkpoint); relative paths resolve "
+          "against the package share directory."),
+    Param("backend", "auto", "Inference backend.", choices=("auto", "onnxruntime", "torch", "tensorrt")),
+    Param("device", "auto", "Inference device.", choices=("auto", "cpu", "cuda")),
+    Param("precision", "auto", "Inference precision (auto = the backend's default).",
+          choices=("auto", "fp32", "fp16", "int8")),
+    Param("engine_cache_dir", "", "TensorRT engine cache directory; empty = ~/.cache/hand_pose_ros/engines."),
+    Param("cpu_threads", 0, "CPU threads for ONNX Runtime / torch; 0 = library default.", range=(0, 256)),
+    Param("half_cube_mm", 0.0, "Crop cube half-size (mm); 0 = the value stored in the model file.",
+          range=(0.0, 1000.0)),
+    Param("min_confidence", 0.0, "Mean keypoint confidence below which a frame counts as no hand.",
+          range=(0.0, 1.0)),
+    Param("frame_prefix", "hand_", "Prefix of the TF child frames (<prefix><keypoint name>)."),
+    Param("publish_tf", True, "Publish one TF frame per keypoint on /tf."),
+    Param("publish_markers", True, "Publish keypoint spheres and the skeleton on ~/markers."),
+    Param("publish_debug_image", True, "Publish a colour-mapped depth image with the skeleton "
+          "(rendered only while subscribed)."),
+    Param("diagnostics_period_s", 1.0, "Period of the /diagnostics status.", range=(0.1, 60.0)),
+    Param("filter.enabled", True, "One Euro filter on the keypoints."),
+    Param("filter.min_cutoff", 1.0, "One Euro cutoff at rest (Hz).", range=(0.01, 100.0)),
+    Param("filter.beta", 0.02, "One Euro speed coefficient (per mm/s).", range=(0.0, 10.0)),
+    Param("filter.d_cutoff", 1.0, "One Euro cutoff of the speed estimate (Hz).", range=(0.01, 100.0)),
+    # joint_names is declared after the model loads, with the model's keypoint order.
+]
+JOINT_NAMES = Param("joint_names", list(keypoints.CANONICAL),
+                    "Keypoint names in the order of the published poses (read-only, from the model).",
+                    read_only=True)
+
+# state -> (diagnostic level, what it means). The message of a status adds the specifics.
+STATES = {
+    "waiting_for_images": ("warn", "no depth image received yet"),
+    "waiting_for_camera_info": ("warn", "depth images arrive but no CameraInfo yet"),
+    "tracking": ("ok", "tracking a hand"),
+    "no_hand": ("ok", "no hand in the search range"),
+    "hand_at_border": ("warn", "hand crop extends past the image border"),
+    "empty_frame": ("warn", "depth frame has no valid pixels"),
+    "bad_image": ("error", "depth image cannot be used"),
+    "bad_camera_info": ("error", "CameraInfo cannot be used"),
+    "size_mismatch": ("error", "depth image size differs from CameraInfo"),
+    "inference_error": ("error", "the estimator failed on a frame"),
+}
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (bad parameter, missing or corrupt model file)."""
+
+
+@dataclass
+class FrameResult:
+    """What processing one frame produced (for publishing and diagnostics)."""
+    state: str
+    detail: str = ""
+    xyz_mm: np.ndarray | None = None       # [J, 3] filtered, camera optical frame
+    uv: np.ndarray | None = None           # [J, 2] pixels (for the debug image)
+    box: tuple | None = None               # crop box (left, top, right, bottom) pixels
+    depth_mm: np.ndarray | None = None     # [H, W] decoded frame
+    timings_ms: dict = field(default_factory=dict)
+
+
+def check_image_against_camera(width: int, height: int, cam: Intrinsics | None) -> tuple[str, str] | None:
+    """(state, detail) if the image geometry is unusable, else None."""
+    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
+        return "bad_image", f"image is {width}x{height}, smaller than {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}"
+    if cam is not None and cam.width and cam.height and (cam.width, cam.height) != (width, height):
+        return "size_mismatch", (f"depth image is {width}x{height} but CameraInfo says "
+                                 f"{cam.width}x{cam.height}: is camera_info_topic the one of this depth topic?")
+    return None
+
+
+def box_outside_image(box, width: int, height: int) -> bool:
+    left, top, right, bottom = box
+    return left < 0 or top < 0 or right > width or bottom > height
+
+
+def qos_profile(kind: str, depth: int):
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
+
+    reliability = ReliabilityPolicy.BEST_EFFORT if kind == "sensor_data" else ReliabilityPolicy.RELIABLE
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def load_estimator(values: dict):
+    """The HandPoseEstimator the parameters ask for. StartupError naming the file on failure."""
+    from ..data.localise import HandLocaliser
+    from ..inference.estimator import HandPoseEstimator
+
+    path = resolve_share_path(values["model_path"] or DEFAULT_MODEL)
+    if not path.is_file():
+        raise StartupError(f"model file {path} does not exist (parameter model_path="
+                           f"{values['model_path']!r}); train or export one, or point model_path at it")
+    options = {}
+    if values["engine_cache_dir"]:
+        options["engine_cache_dir"] = values["engine_cache_dir"]
+    if values["cpu_threads"]:
+        options["threads"] = values["cpu_threads"]
+    if values["min_depth_mm"] >= values["max_depth_mm"]:
+        raise StartupError(f"min_depth_mm={values['min_depth_mm']} must be below max_depth_mm={values['max_depth_mm']}")
+    try:
+        estimator = HandPoseEstimator.from_model_file(
+            path, backend=values["backend"],
+            device=None if values["device"] == "auto" else values["device"],
+            precision=None if values["precision"] == "auto" else values["precision"],
+            localiser=HandLocaliser(depth_range_mm=(values["min_depth_mm"], values["max_depth_mm"])),
+            half_cube_mm=values["half_cube_mm"] or None, **options)
+    except Exception as e:  # any failure here is fatal at start-up: one clear line
+        raise StartupError(f"cannot load model file {path}: {e}") from e
+    return estimator, path
+
+
+class PoseNode:
+    """Wraps an rclpy Node (created in __init__) with the pose pipeline around it."""
+
+    def __init__(self, node=None, estimator=None):
+        """node: an rclpy Node to use (default: a new one named hand_pose).
+        estimator: inject one (tests); default: loaded from the model_path parameter."""
+        from rclpy.node import Node
+
+        self.node = node or Node(NODE_NAME)
+        self.log = self.node.get_logger()
+        try:
+            self.p = declare_all(self.node, PARAMS)
+        except ParameterError as e:
+            raise StartupError(str(e)) from None
+        if estimator is None:
+            estimator, model_path = load_estimator(self.p)
+            self.log.info(f"model {model_path}: {describe_estimator(estimator)}")
+        self.estimator = estimator
+        self.names = tuple(getattr(estimator, "keypoint_names", keypoints.CANONICAL))
+        # Read-only and reported, never set: a YAML value for it is ignored.
+        self.node.declare_parameter(JOINT_NAMES.name, list(self.names), JOINT_NAMES.descriptor(),
+                                    ignore_override=True)
+
+        self._filter = None
+        if self.p["filter.enabled"]:
+            from ..filters import OneEuroFilter
+            self._filter = OneEuroFilter(self.p["filter.min_cutoff"], self.p["filter.beta"], self.p["filter.d_cutoff"])
+        self._last_filter_stamp = None
+
+        self._make_publishers()
+        self._camera: Intrinsics | None = None
+        self._camera_problem: str | None = None
+        self._slot = LatestSlot()
+        self._state, self._detail = "waiting_for_images", STATES["waiting_for_images"][1]
+        self._last_warning: dict[str, float] = {}
+        self._input_rate, self._output_rate = RateMeter(), RateMeter()
+        self._latency_ms = Window(300)
+        self._timings: dict[str, Window] = {}
+        self.frames_received = self.frames_processed = self.frames_published = 0
+        self._seed = None
+
+        qos = qos_profile(self.p["qos"], self.p["qos_depth"])
+        from sensor_msgs.msg import CameraInfo, Image
+        self.node.create_subscription(Image, self.p["depth_topic"], self._on_image, qos)
+        self.node.create_subscription(CameraInfo, self.p["camera_info_topic"], self._on_camera_info, qos)
+        self.node.create_timer(self.p["diagnostics_period_s"], self._publish_diagnostics)
+
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="hand_pose_worker", daemon=True)
+        self._worker.start()
+        self.log.info(f"listening on {self.p['depth_topic']} + {self.p['camera_info_topic']} "
+                      f"(qos {self.p['qos']}, depth {self.p['qos_depth']})")
+
+    # ------------------------------------------------------------ set-up
+    def _make_publishers(self):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseArray
+        from sensor_msgs.msg import Image
+        from visualization_msgs.msg import MarkerArray
+
+        n = self.node
+        self.pub_joints = n.create_publisher(PoseArray, "~/joints", 10)
+        self.pub_markers = n.create_publisher(MarkerArray, "~/markers", 10) if self.p["publish_markers"] else None
+        self.pub_debug = n.create_publisher(Image, "~/debug_image", 2) if self.p["publish_debug_image"] else None
+        self.pub_diagnostics = n.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.tf = make_tf_sender(n) if self.p["publish_tf"] else None
+
+    # ------------------------------------------------------------ callbacks (executor thread)
+    def _on_image(self, msg) -> None:
+        self.frames_received += 1
+        self._input_rate.tick()
+        self._slot.put(msg)
+
+    def _on_camera_info(self, msg) -> None:
+        try:
+            cam = conversions.camera_info_to_intrinsics(msg)
+        except ValueError as e:
+            self._camera, self._camera_problem = None, f"CameraInfo on {self.p['camera_info_topic']}: {e}"
+            return
+        self._camera, self._camera_problem = cam, None
+
+    # ------------------------------------------------------------ worker thread
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            msg = self._slot.take(timeout=0.2)
+            if msg is None:
+                continue
+            try:
+                self._handle(msg)
+            except Exception as e:  # never let one frame kill the worker
+                self._set_state("inference_error", f"{type(e).__name__}: {e}")
+
+    def _handle(self, msg) -> None:
+        start = time.perf_counter()
+        result = self.process(msg)
+        self.frames_processed += 1
+        self._set_state(result.state, result.detail)
+        publish_start = time.perf_counter()
+        if result.xyz_mm is not None:
+            self._publish_pose(msg.header, result)
+        result.timings_ms["publish"] = (time.perf_counter() - publish_start) * 1e3
+        if self.pub_debug is not None and result.depth_mm is not None and self.pub_debug.get_subscription_count():
+            t = time.perf_counter()
+            from .overlay import debug_overlay
+            lo, hi = self.p["min_depth_mm"], self.p["max_depth_mm"]
+            rgb = debug_overlay(result.depth_mm, result.uv, self.names, result.box, depth_range_mm=(lo, hi))
+            self.pub_debug.publish(conversions.rgb_to_image_msg(rgb, msg.header))
+            result.timings_ms["debug_image"] = (time.perf_counter() - t) * 1e3
+        total = (time.perf_counter() - start) * 1e3
+        result.timings_ms["total"] = total
+        # The node's own per-frame cost: everything except the backend's inference call.
+        result.timings_ms["node_overhead"] = total - result.timings_ms.get("infer", 0.0) \
+            - result.timings_ms.get("debug_image", 0.0)
+        for key, value in result.timings_ms.items():
+            self._timings.setdefault(key, Window(300)).add(value)
+
+    def process(self, msg) -> FrameResult:
+        """One depth Image -> FrameResult. Pure apart from the filter state and the seed."""
+        timings = {}
+        cam = self._camera
+        if cam is None:
+            if self._camera_problem:
+                return FrameResult("bad_camera_info", self._camera_problem)
+            return FrameResult("waiting_for_camera_info",
+                               f"no CameraInfo on {self.p['camera_info_topic']} yet: cannot turn pixels into 3D")
+        problem = check_image_against_camera(msg.width, msg.height, cam)
+        if problem:
+            return FrameResult(*problem)
+        t = time.perf_counter()
+        try:
+            depth = conversions.image_msg_to_depth_mm(msg, self.p["depth_scale"] or None)
+        except ValueError as e:
+            return FrameResult("bad_image", f"{self.p['depth_topic']}: {e}")
+        timings["decode"] = (time.perf_counter() - t) * 1e3
+        if not np.any(depth > 0):
+            self._lose_track()
+            return FrameResult("empty_frame", f"frame {msg.width}x{msg.height} ({msg.encoding}) has no valid "
+                               "depth (all zero or NaN)", depth_mm=depth, timings_ms=timings)
+
+        t = time.perf_counter()
+        estimate = self.estimator.estimate(depth, cam, seed=self._seed)
+        timings["estimate"] = (time.perf_counter() - t) * 1e3
+        stage_ms = getattr(estimate, "timings_ms", None) or {}
+        timings.update({k: float(v) for k, v in stage_ms.items()})
+        if estimate is None or not getattr(estimate, "valid", True):
+            self._lose_track()
+            return FrameResult("no_hand", f"no hand between {self.p['min_depth_mm']:.0f} and "
+                               f"{self.p['max_depth_mm']:.0f} mm", depth_mm=depth, timings_ms=timings)
+        xyz = np.asarray(estimate.xyz, dtype=np.float64)
+        confidence = float(np.mean(estimate.confidence)) if estimate.confidence is not None else 1.0
+        if not np.isfinite(xyz).all() or xyz.shape != (len(self.names), 3):
+            self._lose_track()
+            return FrameResult("inference_error", f"estimator returned invalid keypoints {xyz.shape}",
+                               depth_mm=depth, timings_ms=timings)
+        if confidence < self.p["min_confidence"]:
+            self._lose_track()
+            return FrameResult("no_hand", f"mean confidence {confidence:.2f} < min_confidence "
+                               f"{self.p['min_confidence']:.2f}", depth_mm=depth, timings_ms=timings)
+
+        t = time.perf_counter()
+        stamp = conversions.stamp_to_seconds(msg.header.stamp)
+        xyz = self._smooth(xyz, stamp)
+        timings["filter"] = (time.perf_counter() - t) * 1e3
+        self._seed = estimate_seed(estimate)
+        uv = cam.xyz_to_uvd(xyz)[:, :2]
+        box = estimate_box(estimate)
+        if box is not None and box_outside_image(box, msg.width, msg.height):
+            state, detail = "hand_at_border", (f"crop box {tuple(round(b) for b in box)} extends past the "
+                                               f"{msg.width}x{msg.height} image: keypoints near the edge are less reliable")
+        else:
+            state, detail = "tracking", f"mean confidence {confidence:.2f}"
+        return FrameResult(state, detail, xyz_mm=xyz, uv=uv, box=box, depth_mm=depth, timings_ms=timings)
+
+    def _smooth(self, xyz: np.ndarray, stamp: float) -> np.ndarray:
+        if self._filter is None:
+            return xyz
+        if self._last_filter_stamp is not None and stamp <= self._last_filter_stamp:
+            self._filter.reset()  # time went backwards (bag loop, camera restart)
+        self._last_filter_stamp = stamp
+        smoothed = self._filter(xyz, stamp)
+        return smoothed if np.isfinite(smoothed).all() else xyz
+
+    def _lose_track(self) -> None:
+        self._seed = None
+        if self._filter is not None:
+            self._filter.reset()
+            self._last_filter_stamp = None
+
+    def _publish_pose(self, header, result: FrameResult) -> None:
+        quaternion = conversions.palm_quaternion(result.xyz_mm, self.names)
+        self.pub_joints.publish(conversions.keypoints_to_pose_array(result.xyz_mm, header, quaternion, self.names))
+        if self.tf is not None:
+            self.tf(conversions.keypoints_to_transforms(result.xyz_mm, header, self.p["frame_prefix"],
+                                                        quaternion, self.names))
+        if self.pub_markers is not None:
+            self.pub_markers.publish(conversions.keypoints_to_markers(result.xyz_mm, header, self.names))
+        self.frames_published += 1
+        self._output_rate.tick()
+        now = self.node.get_clock().now().nanoseconds * 1e-9
+        self._latency_ms.add((now - conversions.stamp_to_seconds(header.stamp)) * 1e3)
+
+    # ------------------------------------------------------------ state and diagnostics
+    def _set_state(self, state: str, detail: str) -> None:
+        self._state, self._detail = state, detail
+        level = STATES[state][0]
+        if level == "ok":
+            return
+        now = time.monotonic()
+        if now - self._last_warning.get(state, -1e9) >= WARN_EVERY_S:
+            self._last_warning[state] = now
+            log = self.log.error if level == "error" else self.log.warning
+            log(f"{STATES[state][1]}: {detail}")
+
+    def diagnostics_values(self) -> dict:
+        values = {
+            "state": self._state,
+            "frames_received": self.frames_received,
+            "frames_processed": self.frames_processed,
+            "frames_published": self.frames_published,
+            "frames_dropped": self._slot.dropped,
+            "input_rate_hz": self._input_rate.rate(),
+            "output_rate_hz": self._output_rate.rate(),
+            "latency_ms_p50": self._latency_ms.percentile(50),
+            "latency_ms_p99": self._latency_ms.percentile(99),
+            "backend": describe_estimator(self.estimator),
+        }
+        for key, window in sorted(self._timings.items()):
+            values[f"time_ms.{key}"] = window.mean()
+        return values
+
+    def _publish_diagnostics(self) -> None:
+        if self._state == "waiting_for_images" and self._camera is None and self._camera_problem:
+            self._state, self._detail = "bad_camera_info", self._camera_problem
+        level = STATES[self._state][0]
+        message = f"{self._state}: {self._detail}"
+        self.pub_diagnostics.publish(conversions.diagnostic_array(
+            self.node.get_clock().now().to_msg(), f"{self.node.get_name()}: hand pose estimation",
+            self.node.get_name(), level, message, self.diagnostics_values()))
+
+    # ------------------------------------------------------------ shutdown
+    def stop(self) -> None:
+        self._stop.set()
+        self._slot.close()
+        self._worker.join(timeout=5.0)
+
+
+def estimate_seed(estimate):
+    """The hint the estimator takes to search near last frame's hand (None if it has none)."""
+    return getattr(estimate, "com_uvd", None)
+
+
+def estimate_box(estimate):
+    box = getattr(estimate, "box", None)
+    return None if box is None else tuple(float(b) for b in box)
+
+
+def describe_estimator(estimator) -> str:
+    describe = getattr(estimator, "describe", None)
+    return describe() if callable(describe) else type(estimator).__name__
+
+
+def make_tf_sender(node):
+    """A callable sending a list of TransformStamped on /tf: tf2_ros's TransformBroadcaster
+    when installed, else a raw tf2_msgs/TFMessage publisher (the same wire format)."""
+    try:
+        from tf2_ros import TransformBroadcaster
+    except ImportError:
+        from tf2_msgs.msg import TFMessage
+
+        publisher = node.create_publisher(TFMessage, "/tf", 100)
+        return lambda transforms: publisher.publish(TFMessage(transforms=transforms))
+    broadcaster = TransformBroadcaster(node)
+    return broadcaster.sendTransform
+
+
+def spin_node(make, name: str, argv=None) -> int:
+    """rclpy.init, build the node with `make()`, spin until Ctrl-C / shutdown, clean up.
+    Returns the process exit code (1 when start-up fails, with the reason logged)."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=argv)
+    wrapper = None
+    try:
+        try:
+            wrapper = make()
+        except StartupError as e:
+            rclpy.logging.get_logger(name).error(f"start-up failed: {e}")
+            return 1
+        executor = SingleThreadedExecutor()
+        executor.add_node(wrapper.node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        return 0
+    finally:
+        if wrapper is not None:
+            wrapper.stop()
+            wrapper.node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+def main(argv=None) -> int:
+    return spin_node(PoseNode, NODE_NAME, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

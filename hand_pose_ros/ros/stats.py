@@ -1,0 +1,123 @@
+"""Small thread-safe helpers for the nodes and the monitor (no ROS imports).
+
+- LatestSlot: a one-slot "newest frame" buffer between a subscription callback and a
+  worker thread. A new frame replaces an unprocessed one (counted as dropped), so a slow
+  model drops frames instead of building a backlog and adding latency.
+- RateMeter: events per second over a sliding time window.
+- Window: the last N samples of a number, with mean and percentiles.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+
+class LatestSlot:
+    """One-slot buffer: `put` never blocks, `take` waits for the newest item."""
+
+    def __init__(self):
+        self._item = None
+        self._full = False
+        self._closed = False
+        self._cond = threading.Condition()
+        self.dropped = 0   # items replaced before anyone took them
+        self.accepted = 0  # items put
+
+    def put(self, item: Any) -> bool:
+        """Store `item`, replacing any unprocessed one. Returns True when one was dropped."""
+        with self._cond:
+            dropped = self._full
+            self.dropped += int(dropped)
+            self.accepted += 1
+            self._item, self._full = item, True
+            self._cond.notify()
+            return dropped
+
+    def take(self, timeout: float | None = None):
+        """The newest item (and empty the slot), or None after `timeout` s or when closed."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._full or self._closed, timeout=timeout):
+                return None
+            if not self._full:
+                return None
+            item, self._item, self._full = self._item, None, False
+            return item
+
+    def close(self) -> None:
+        """Wake every waiting `take` (they return None) and refuse to wait again."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class RateMeter:
+    """Events per second over the last `window_s` seconds (monotonic clock by default)."""
+
+    def __init__(self, window_s: float = 2.0, clock=time.monotonic):
+        self.window_s = window_s
+        self._clock = clock
+        self._times: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def tick(self, now: float | None = None) -> None:
+        now = self._clock() if now is None else now
+        with self._lock:
+            self._times.append(now)
+            self.count += 1
+            self._trim(now)
+
+    def rate(self, now: float | None = None) -> float:
+        now = self._clock() if now is None else now
+        with self._lock:
+            self._trim(now)
+            if len(self._times) < 2:
+                return 0.0
+            # Intervals between the events in the window, over the window's actual span.
+            span = max(now - self._times[0], self._times[-1] - self._times[0])
+            return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    def _trim(self, now: float) -> None:
+        while self._times and self._times[0] < now - self.window_s:
+            self._times.popleft()
+
+
+class Window:
+    """The last `size` samples of a number (thread-safe)."""
+
+    def __init__(self, size: int = 300):
+        self._values: collections.deque[float] = collections.deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, value: float) -> None:
+        with self._lock:
+            self._values.append(float(value))
+
+    def values(self) -> np.ndarray:
+        with self._lock:
+            return np.array(self._values, dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def mean(self) -> float:
+        v = self.values()
+        return float(v.mean()) if v.size else float("nan")
+
+    def percentile(self, q: float) -> float:
+        v = self.values()
+        return float(np.percentile(v, q)) if v.size else float("nan")
+
+
+def percentiles(values, qs=(50, 99)) -> dict[int, float]:
+    """{q: percentile} of a list of numbers; NaN for an empty list (JSON writers turn it into null)."""
+    v = np.asarray(list(values), dtype=np.float64)
+    return {q: (float(np.percentile(v, q)) if v.size else float("nan")) for q in qs}
