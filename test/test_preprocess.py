@@ -69,6 +69,7 @@ def test_crop_value_ranges():
     hand = crop.image != 0
     assert hand.mean() > 0.2                                   # the hand is there
     assert np.abs(crop.image).max() < 1                        # hand pixels in (-1, 1)
+    assert not np.signbit(crop.image[~hand]).any()              # +0.0, not -0.0
     # the table at 1500 mm is outside the cube: background exactly 0
     corner = crop_hand(depth, (20, 20, 720.0), NYU, 150.0)
     assert (corner.image == 0).all()
@@ -179,3 +180,144 @@ def test_label_pixels_land_on_the_image_point():
         label = normalise_uvd(np.array([[u, v, 700.0]]), crop)
         px = label_to_crop_pixels(label, crop.box, 128)[0]
         assert abs(px[0] - cx) < 0.1 and abs(px[1] - cy) < 0.1
+
+
+# ----------------------------------------------------------------------------- depth decoding
+
+from hand_pose_ros.data.depth import decode_depth, decode_nyu_rgb, image_msg_to_depth  # noqa: E402
+
+
+def test_decode_16bit_and_scale():
+    raw = np.array([[0, 1, 65535], [1000, 7, 2]], np.uint16)
+    np.testing.assert_array_equal(decode_depth(raw, "16UC1"), raw.astype(np.float32))
+    d405 = decode_depth(raw, "mono16", depth_scale_mm=0.1)
+    assert d405.dtype == np.float32
+    np.testing.assert_allclose(d405, raw * 0.1, rtol=1e-6)
+    with pytest.raises(ValueError, match="uint16"):
+        decode_depth(raw.astype(np.int32), "16UC1")
+    with pytest.raises(ValueError, match="depth_scale_mm"):
+        decode_depth(raw, "16UC1", depth_scale_mm=0)
+
+
+def test_decode_float_metres_cleans_invalid():
+    raw = np.array([[0.5, np.nan, np.inf], [-np.inf, -0.2, 0.0], [1.25, 3e-4, 2.0]], np.float32)
+    out = decode_depth(raw, "32FC1")
+    expected = np.array([[500, 0, 0], [0, 0, 0], [1250, 0.3, 2000]], np.float32)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    with pytest.raises(ValueError, match="unsupported depth encoding 'rgb8'"):
+        decode_depth(raw, "rgb8")
+
+
+def test_decode_nyu_rgb():
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb[0, 0] = (99, 3, 7)         # R is ignored: 3*256 + 7
+    rgb[1, 1] = (0, 255, 255)
+    np.testing.assert_array_equal(decode_nyu_rgb(rgb), [[775, 0], [0, 65535]])
+    with pytest.raises(ValueError, match="RGB"):
+        decode_nyu_rgb(np.zeros((2, 2), np.uint8))
+
+
+@pytest.mark.parametrize("encoding,dtype,scale", [("16UC1", np.uint16, 1.0), ("mono16", np.uint16, 1.0),
+                                                   ("32FC1", np.float32, 1000.0)])
+@pytest.mark.parametrize("bigendian", [False, True])
+@pytest.mark.parametrize("padding", [0, 3, 8])
+def test_image_msg_payload(encoding, dtype, scale, bigendian, padding):
+    rng = np.random.default_rng(0)
+    height, width = 5, 7
+    image = (rng.uniform(0.3, 2.0, (height, width)) if dtype == np.float32
+             else rng.integers(1, 4000, (height, width))).astype(dtype)
+    order = ">" if bigendian else "<"
+    row_bytes = width * np.dtype(dtype).itemsize
+    step = row_bytes + padding
+    payload = b"".join(image[r].astype(np.dtype(dtype).newbyteorder(order)).tobytes() + b"\xab" * padding
+                       for r in range(height))
+    out = image_msg_to_depth(payload, width, height, step, encoding, bigendian)
+    np.testing.assert_allclose(out, image.astype(np.float32) * scale, rtol=1e-6)
+    # array.array (what rclpy hands over for uint8[]) works as well
+    import array
+    out2 = image_msg_to_depth(array.array("B", payload), width, height, step, encoding, bigendian)
+    np.testing.assert_array_equal(out, out2)
+
+
+def test_image_msg_errors():
+    with pytest.raises(ValueError, match="needs 140 bytes, got 139"):
+        image_msg_to_depth(b"\0" * 139, 7, 10, 14, "16UC1", False)
+    with pytest.raises(ValueError, match="unsupported depth image encoding 'bgr8'"):
+        image_msg_to_depth(b"\0" * 30, 10, 1, 30, "bgr8", False)
+    with pytest.raises(ValueError, match="step 10 is smaller"):
+        image_msg_to_depth(b"\0" * 10, 10, 1, 10, "16UC1", False)
+    d405 = image_msg_to_depth(np.array([10, 20], "<u2").tobytes(), 2, 1, 4, "16UC1", False, depth_scale_mm=0.1)
+    np.testing.assert_allclose(d405, [[1.0, 2.0]])
+
+
+# ----------------------------------------------------------------------------- localiser
+
+from hand_pose_ros.data.bench import synthetic_scene  # noqa: E402
+from hand_pose_ros.data.localise import HandLocaliser  # noqa: E402
+
+D435 = DATASET_INTRINSICS["synthetic"]
+
+
+def test_localiser_finds_the_hand_and_cuts_the_forearm():
+    depth = synthetic_scene(D435, hand_uv=(330, 250), hand_d=600).astype(np.float32)
+    det = HandLocaliser().locate(depth, D435)
+    assert det is not None
+    u, v, d = det.com_uvd
+    # the palm is centred on (330, 250); fingers pull up, the forearm (cut by the ball) down
+    assert abs(u - 330) < 6 and abs(v - 250) < 12 and 595 < d < 630
+    left, top, right, bottom = det.bbox
+    assert left < 310 and right > 350 and top < 200       # fingers inside
+    assert bottom < 340                                   # not the whole forearm (to 480)
+    assert 8000 < det.area_mm2 < 30000 and det.near_mm == pytest.approx(600, abs=10)
+    assert det.pixel_count > 3000
+
+
+@pytest.mark.parametrize("hand_d", [300.0, 1100.0])
+def test_localiser_near_and_far_hands(hand_d):
+    # no table behind a far hand (it would be in front of it)
+    depth = synthetic_scene(D435, hand_uv=(200, 300), hand_d=hand_d, table=hand_d < 900).astype(np.float32)
+    det = HandLocaliser().locate(depth, D435)
+    assert det is not None
+    assert abs(det.com_uvd[0] - 200) < 8 and abs(det.com_uvd[1] - 300) < 16
+    assert det.com_uvd[2] == pytest.approx(hand_d + 15, abs=25)
+
+
+def test_localiser_no_hand_cases():
+    loc = HandLocaliser()
+    assert loc.locate(np.zeros((480, 640), np.float32), D435) is None           # empty frame
+    assert loc.locate(np.full((480, 640), 3000, np.float32), D435) is None      # all beyond range
+    assert loc.locate(np.full((480, 640), np.nan, np.float32) * 0, D435) is None
+    assert loc.locate(np.full((480, 640), 500, np.float32), D435) is None       # a wall: too large
+    speck = np.zeros((480, 640), np.float32)
+    speck[100:103, 100:103] = 400                                              # too small
+    assert loc.locate(speck, D435) is None
+    with pytest.raises(ValueError, match=r"\[H, W\]"):
+        loc.locate(np.zeros(5), D435)
+    with pytest.raises(ValueError, match="depth_range_mm"):
+        HandLocaliser(depth_range_mm=(900, 100))
+
+
+def test_localiser_ignores_specks_in_front():
+    depth = synthetic_scene(D435, hand_uv=(330, 250), hand_d=600).astype(np.float32)
+    clean = HandLocaliser().locate(depth, D435)
+    for r, c in [(40, 40), (400, 600), (100, 500)]:
+        depth[r:r + 6, c:c + 6] = 350            # flying-pixel clusters much nearer
+    depth[100, ::7] = 200                        # and a row of single flying pixels
+    det = HandLocaliser().locate(depth, D435)
+    assert det is not None
+    np.testing.assert_allclose(det.com_uvd, clean.com_uvd, atol=1.0)
+
+
+def test_localiser_seed_keeps_the_tracked_hand():
+    far_hand = synthetic_scene(D435, hand_uv=(450, 260), hand_d=700).astype(np.float32)
+    near_hand = synthetic_scene(D435, hand_uv=(180, 240), hand_d=500).astype(np.float32)
+    scene = np.where(near_hand < 650, near_hand, far_hand)     # two hands, the left one nearer
+    loc = HandLocaliser()
+    unseeded = loc.locate(scene, D435)
+    assert abs(unseeded.com_uvd[0] - 180) < 10                 # the nearest object
+    tracked = loc.locate(scene, D435, seed_uvd=(445, 255, 710))
+    assert abs(tracked.com_uvd[0] - 450) < 10 and tracked.com_uvd[2] > 690
+    # a seed with nothing near it falls back to the global search
+    lost = loc.locate(scene, D435, seed_uvd=(600, 50, 300))
+    np.testing.assert_allclose(lost.com_uvd, unseeded.com_uvd)

@@ -17,8 +17,8 @@ align_corners=False, antialias=False) do. Output pixel i samples the crop at
 src = (i + 0.5) * S / out - 0.5, clamped below at 0; the two neighbours are floor(src) and
 min(floor(src) + 1, S - 1). The source positions are computed in exact integer arithmetic
 so the numpy and torch paths pick the same pixels and the same weights. Masking and
-normalisation happen per source pixel before interpolation (resizing is linear, so this
-equals mask -> subtract -> resize -> divide), and only the 2*out x 2*out source pixels the
+centring happen per source pixel before interpolation, the division by cube after it
+(mask -> subtract -> resize -> divide, in that order), and only the 2*out x 2*out source pixels the
 resize reads are gathered: no full-size crop or full-frame float copy is made.
 
 We use floor() where srnet.md writes int(): the same for the non-negative centres of a
@@ -143,25 +143,33 @@ def crop_hand(depth_mm: np.ndarray, com_uvd, cam: Intrinsics, half_cube_mm: floa
     height, width = depth_mm.shape
 
     r0, r1, wy = _source_taps_np(size, out_size)
-    c0, c1, wx = _source_taps_np(size, out_size)
+    c0, c1, wx = r0, r1, wy                          # square crop: same taps for columns
     rows = np.concatenate([r0, r1]) + top            # [2*out] frame rows
-    cols = np.concatenate([c0, c1]) + left           # [2*out] frame cols
-    row_ok = (rows >= 0) & (rows < height)
-    col_ok = (cols >= 0) & (cols < width)
-    taps = depth_mm[np.clip(rows, 0, height - 1)[:, None], np.clip(cols, 0, width - 1)[None, :]]
-    taps = taps.astype(np.float32, copy=False)       # [2*out, 2*out]
+    cols = np.concatenate([c0, c1]) + left
+    row_out = (rows < 0) | (rows >= height)
+    col_out = (cols < 0) | (cols >= width)
+    rows = np.clip(rows, 0, height - 1)
+    cols = np.clip(cols, 0, width - 1)
+    # one flat gather (much faster than 2-D fancy indexing): [2*out, 2*out]
+    taps = np.take(depth_mm.reshape(-1), rows[:, None] * width + cols[None, :])
+    taps = taps.astype(np.float32, copy=False)
+    if row_out.any():
+        taps[row_out, :] = 0                         # zero padding outside the frame
+    if col_out.any():
+        taps[:, col_out] = 0
 
     # Same float32 arithmetic as the torch path, so both agree to rounding.
     centre = np.float32(com[2])
     cube = np.float32(half_cube_mm)
     keep = (taps > centre - cube) & (taps < centre + cube) & (taps > 0)
-    keep &= row_ok[:, None] & col_ok[None, :]
-    values = np.where(keep, (taps - centre) / cube, np.float32(0)).astype(np.float32, copy=False)
+    values = taps - centre
+    values *= keep        # background -> +-0; the interpolation below turns -0 into +0
 
     n = out_size
     top_row = values[:n, :n] + (values[:n, n:] - values[:n, :n]) * wx
     bottom_row = values[n:, :n] + (values[n:, n:] - values[n:, :n]) * wx
     image = top_row + (bottom_row - top_row) * wy[:, None]   # [out, out]
+    image /= cube
     return Crop(image=image.astype(np.float32, copy=False), com_uvd=com, box=box,
                 half_cube_mm=float(half_cube_mm), left=left, top=top)
 
@@ -212,14 +220,14 @@ def crop_batch_torch(depth, com_uvd, cam: Intrinsics, half_cube_mm, out_size: in
     cube32 = cube.to(torch.float32)[:, None, None]
     keep = (taps > centre - cube32) & (taps < centre + cube32) & (taps > 0)
     keep &= row_ok[:, :, None] & col_ok[:, None, :]
-    values = torch.where(keep, (taps - centre) / cube32, torch.zeros((), device=device))
+    values = (taps - centre) * keep
 
     n = out_size
     wx = frac[:, None, :]
     wy = frac[:, :, None]
     top_row = values[:, :n, :n] + (values[:, :n, n:] - values[:, :n, :n]) * wx
     bottom_row = values[:, n:, :n] + (values[:, n:, n:] - values[:, n:, :n]) * wx
-    image = top_row + (bottom_row - top_row) * wy                              # [B, out, out]
+    image = (top_row + (bottom_row - top_row) * wy) / cube32                   # [B, out, out]
     return CropBatch(image=image, com_uvd=com, box=box, half_cube_mm=cube)
 
 
