@@ -1,0 +1,287 @@
+"""`hand-pose demo` (what `make demo` runs): synthetic depth camera -> pose node ->
+retargeting node for ~15 s on this machine, then a report in out/demo/:
+
+  report.md / report.json   input and output rates, latency p50 / p99 (image stamp to
+                            published keypoints), mean keypoint error against the synthetic
+                            ground truth, dropped frames, retargeting rate, the pose node's
+                            per-frame timing breakdown
+  frame.png                 one depth frame with the estimated skeleton (and the ground truth)
+  hand_3d.png               the same frame's keypoints in 3D (matplotlib)
+
+Uses the shipped model (models/srnet_synthetic.onnx). When it is not there yet, says so
+loudly and uses a randomly initialised SRNet instead: the pipeline and timings are real,
+the keypoints (and so the error) are meaningless.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import keypoints
+from . import launch_plan
+from .params import resolve_share_path, share_dir
+from .run import _fmt, json_safe, print_summary, run_pipeline
+
+SHIPPED_MODEL = "models/srnet_synthetic.onnx"
+BANNER = "!" * 78
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of measuring (default 15)")
+    parser.add_argument("--out", default="out/demo", help="report directory (default out/demo)")
+    parser.add_argument("--model", default="", help=f"model file (default {SHIPPED_MODEL})")
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
+    parser.add_argument("--robot-hand", default=launch_plan.ARGUMENTS["robot_hand"][0])
+    parser.add_argument("--no-retarget", action="store_true", help="do not start the retargeting node")
+    parser.add_argument("--startup-timeout", type=float, default=180.0)
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- model choice
+def random_model(out_dir: Path) -> Path:
+    """A randomly initialised full-size SRNet as ONNX (made once, reused)."""
+    path = out_dir / "random_srnet.onnx"
+    if path.is_file():
+        return path
+    import torch
+
+    from ..inference.export import export_onnx
+    from ..model import SRNet, SRNetConfig
+
+    _log("[demo] exporting a randomly initialised SRNet to ONNX (once, ~15 s) ...")
+    torch.manual_seed(0)
+    config = SRNetConfig()
+    return export_onnx(SRNet(config).eval(), config, path)
+
+
+def choose_model(requested: str, out_dir: Path) -> tuple[Path, bool]:
+    """(model path, is_random)."""
+    if requested:
+        path = resolve_share_path(requested)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} does not exist")
+        return path, False
+    shipped = resolve_share_path(SHIPPED_MODEL)
+    if shipped.is_file():
+        return shipped, False
+    _log(f"\n{BANNER}\n[demo] WARNING: the trained model {shipped} is not there yet.\n"
+         "[demo] Using a RANDOMLY INITIALISED model instead: the pipeline, rates and latencies are\n"
+         "[demo] real, but the keypoints are meaningless and the keypoint error is not a result.\n"
+         f"{BANNER}\n")
+    return random_model(out_dir), True
+
+
+def model_card(model_path: Path) -> dict | None:
+    """The model card next to the model (same stem, .json), if any: offline accuracy etc."""
+    card = model_path.with_suffix(".json")
+    if card.is_file():
+        try:
+            return json.loads(card.read_text())
+        except ValueError:
+            return None
+    return None
+
+
+# ---------------------------------------------------------------- one frame for the pictures
+class Snapshot:
+    """After measuring: catch one depth frame together with the keypoints and the ground
+    truth of the same stamp, and the camera intrinsics."""
+
+    def __init__(self, node):
+        self.node = node
+        self.depth: dict[int, object] = {}
+        self.joints: dict[int, np.ndarray] = {}
+        self.truth: dict[int, np.ndarray] = {}
+        self.camera_info = None
+        self.found: tuple | None = None
+        self._lock = threading.Lock()
+
+    def capture(self, launch_args: dict, timeout_s: float = 8.0) -> tuple | None:
+        from geometry_msgs.msg import PoseArray
+        from sensor_msgs.msg import CameraInfo, Image
+
+        from . import conversions
+        from .pose_node import qos_profile
+
+        def keep(table, convert):
+            def callback(msg):
+                with self._lock:
+                    table[conversions.stamp_key(msg.header.stamp)] = convert(msg)
+                    while len(table) > 60:
+                        table.pop(next(iter(table)))
+            return callback
+
+        def on_info(msg):
+            self.camera_info = msg
+
+        n = self.node
+        subs = [n.create_subscription(Image, launch_args["depth_topic"], keep(self.depth, lambda m: m),
+                                      qos_profile("sensor_data", 5)),
+                n.create_subscription(PoseArray, launch_plan.JOINTS_TOPIC,
+                                      keep(self.joints, conversions.pose_array_to_keypoints), 10),
+                n.create_subscription(PoseArray, launch_plan.GROUND_TRUTH_TOPIC,
+                                      keep(self.truth, conversions.pose_array_to_keypoints), 10),
+                n.create_subscription(CameraInfo, launch_args["camera_info_topic"], on_info,
+                                      qos_profile("sensor_data", 5))]
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline and self.found is None:
+                with self._lock:
+                    common = [k for k in self.joints if k in self.depth and k in self.truth]
+                    if common and self.camera_info is not None:
+                        k = common[-1]
+                        image = self.depth[k]
+                        depth = conversions.image_msg_to_depth_mm(image)
+                        cam = conversions.camera_info_to_intrinsics(self.camera_info)
+                        self.found = (depth, cam, self.joints[k], self.truth[k])
+                time.sleep(0.05)
+        finally:
+            for s in subs:
+                n.destroy_subscription(s)
+        return self.found
+
+
+def frame_png(path: Path, depth, cam, pred_xyz, truth_xyz) -> None:
+    """The depth frame with the estimated skeleton; the ground truth as small white dots."""
+    from PIL import Image
+
+    from .overlay import debug_overlay, draw_disc
+
+    valid = depth[depth > 0]
+    near = float(np.percentile(valid, 1)) if valid.size else 0.0
+    rgb = debug_overlay(depth, cam.xyz_to_uvd(pred_xyz)[:, :2], depth_range_mm=(near, near + 600.0))
+    for u, v, _ in cam.xyz_to_uvd(truth_xyz):
+        draw_disc(rgb, (u, v), 1, (255, 255, 255))
+    Image.fromarray(rgb).save(path)
+
+
+def hand_3d_png(path: Path, pred_xyz, truth_xyz, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(6, 6))
+    ax = fig.add_subplot(projection="3d")
+    edges = keypoints.edges(keypoints.CANONICAL)
+    for xyz, style, label in ((truth_xyz, dict(color="0.6", linestyle="--", linewidth=1), "ground truth"),
+                              (pred_xyz, None, "estimate")):
+        for k, (a, b) in enumerate(edges):
+            kw = style or dict(color=keypoints.colour_of(keypoints.CANONICAL[b]), linewidth=2)
+            # plot x, z, -y: camera optical frame shown with up = -y, depth going away
+            ax.plot(xyz[[a, b], 0], xyz[[a, b], 2], -xyz[[a, b], 1], label=label if k == 0 else None, **kw)
+    ax.scatter(pred_xyz[:, 0], pred_xyz[:, 2], -pred_xyz[:, 1], c=[keypoints.colour_of(n) for n in keypoints.CANONICAL], s=15)
+    both = np.concatenate([pred_xyz, truth_xyz])
+    centre, half = both.mean(0), max(np.ptp(both, axis=0).max() / 2, 60.0)
+    ax.set_xlim(centre[0] - half, centre[0] + half)
+    ax.set_ylim(centre[2] - half, centre[2] + half)
+    ax.set_zlim(-centre[1] - half, -centre[1] + half)
+    ax.set_xlabel("x (mm)")
+    ax.set_ylabel("z (mm, depth)")
+    ax.set_zlabel("-y (mm)")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- report
+def report_markdown(r: dict) -> str:
+    lines = ["# hand_pose_ros demo", "",
+             f"{r['date']} on {r['machine']}", "",
+             f"Model: `{r['model']}`" + ("  \n**RANDOMLY INITIALISED MODEL: the trained model was not found; keypoints "
+                                         "and error are meaningless, rates and latencies are real.**"
+                                         if r["random_model"] else ""), ""]
+    if r.get("model_card_error_mm") is not None:
+        lines += [f"Offline mean error of this model on the fixed synthetic test set (model card): "
+                  f"{r['model_card_error_mm']:.2f} mm", ""]
+    lines += ["| measurement | value |", "|---|---|",
+              f"| measured for | {_fmt(r.get('duration_s'))} s (start-up {_fmt(r.get('startup_s'))} s excluded) |",
+              f"| frames in / out | {r.get('frames_in')} / {r.get('frames_out')} |",
+              f"| input rate | {_fmt(r.get('input_fps'))} fps |",
+              f"| output rate (keypoints) | {_fmt(r.get('fps'))} fps |",
+              f"| latency image stamp -> keypoints, p50 / p99 | {_fmt(r.get('latency_ms_p50'))} / "
+              f"{_fmt(r.get('latency_ms_p99'))} ms |",
+              f"| mean keypoint error vs ground truth | {_fmt(r.get('mean_error_mm'), 2)} mm "
+              f"({r.get('error_frames')} frames) |",
+              f"| dropped frames (pose node, newest-frame policy) | {r.get('frames_dropped')} |",
+              f"| retargeting output rate | {_fmt(r.get('retarget_fps'))} fps ({r.get('retarget_frames')} commands) |",
+              f"| retargeting latency image stamp -> joint command, p50 | {_fmt(r.get('retarget_latency_ms_p50'))} ms |",
+              ""]
+    timings = r.get("pose_node_timings_ms") or {}
+    if timings:
+        lines += ["Pose node, mean time per frame (ms):", "", "| stage | ms |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in sorted(timings.items())]
+        lines += ["", "`node_overhead` = the node's own per-frame cost without the model's inference call "
+                  "(decode, localise, crop, recover, filter, conversions, publishing).", ""]
+    if r.get("images"):
+        lines += [f"![{name}]({name})" for name in r["images"]] + [""]
+    for e in r.get("errors", []):
+        lines.append(f"- error: {e}")
+    return "\n".join(lines) + "\n"
+
+
+def run(args) -> int:
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        model, is_random = choose_model(args.model, out_dir)
+    except (FileNotFoundError, ImportError, RuntimeError) as e:
+        print(f"hand-pose demo: {e}", file=sys.stderr)
+        return 2
+    launch_args = launch_plan.with_defaults({
+        "use_synthetic_camera": "true", "backend": args.backend, "model": str(model),
+        "robot_hand": args.robot_hand, "retarget": str(not args.no_retarget).lower()})
+    if not args.no_retarget:
+        try:
+            launch_plan.plan(launch_args, share_dir())
+        except ValueError as e:
+            _log(f"[demo] retargeting not available ({e}); running without it")
+            launch_args["retarget"] = "false"
+
+    snapshot: list[Snapshot] = []
+    result = run_pipeline(launch_args, args.duration, args.startup_timeout, log=_log,
+                          extra=lambda node: snapshot.append(Snapshot(node)) or snapshot[0],
+                          after_window=lambda snap: snap.capture(launch_args))
+    card = model_card(model)
+    result.update({
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": f"{platform.node() or 'unknown'} ({platform.machine()}, {os.cpu_count()} CPUs, "
+                   f"Python {platform.python_version()})",
+        "model": str(model), "random_model": is_random,
+        "model_card_error_mm": (card or {}).get("mean_error_mm"),
+        "images": [],
+    })
+    found = snapshot[0].found if snapshot else None
+    if found is not None:
+        depth, cam, pred, truth = found
+        frame_png(out_dir / "frame.png", depth, cam, pred, truth)
+        hand_3d_png(out_dir / "hand_3d.png", pred, truth,
+                    "estimate (colour) vs ground truth (grey)" + (" - RANDOM MODEL" if is_random else ""))
+        result["images"] = ["frame.png", "hand_3d.png"]
+    else:
+        result["errors"].append("no frame with keypoints and ground truth could be captured for the pictures")
+    (out_dir / "report.json").write_text(json.dumps(json_safe(result), indent=2, sort_keys=True) + "\n")
+    markdown = report_markdown(result)
+    (out_dir / "report.md").write_text(markdown)
+    if args.json:
+        print(json.dumps(json_safe(result), sort_keys=True))
+    else:
+        print(markdown)
+        print(f"(written to {out_dir / 'report.md'} and report.json)")
+    if is_random:
+        _log(f"\n{BANNER}\n[demo] REMINDER: this ran a RANDOMLY INITIALISED model ({SHIPPED_MODEL} is missing).\n{BANNER}")
+    return 0 if result["ok"] else 1

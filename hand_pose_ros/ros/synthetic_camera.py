@@ -1,0 +1,168 @@
+"""The synthetic depth camera (`synthetic_camera`): an animated hand (open, fist, pinch,
+point, wrist rotations; hand_pose_ros.data.synthetic.HandMotion) published like a RealSense
+depth stream, with its ground truth.
+
+Publishes, all with the same stamp per frame and frame_id `camera_depth_optical_frame`:
+  depth_topic          sensor_msgs/Image 16UC1 (mm, 0 = invalid)
+  camera_info_topic    sensor_msgs/CameraInfo
+  ground_truth_topic   geometry_msgs/PoseArray, 21 keypoints in canonical order (metres)
+
+If rendering one frame live takes too long for the requested rate on this CPU, a looped
+sequence is pre-rendered at start-up (logged, with a progress bar) so the published rate
+holds.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from ..camera import DATASET_INTRINSICS, Intrinsics
+from . import conversions
+from .params import Param, ParameterError, declare_all
+from .pose_node import StartupError, qos_profile, spin_node
+
+NODE_NAME = "synthetic_camera"
+LIVE_BUDGET = 0.7  # live rendering must fit in this fraction of the frame period
+
+PARAMS = [
+    Param("rate_hz", 30.0, "Frames per second.", range=(0.5, 240.0)),
+    Param("width", 640, "Image width (px).", range=(32, 4096)),
+    Param("height", 480, "Image height (px).", range=(32, 4096)),
+    Param("intrinsics", "synthetic", "Camera preset, scaled to width x height.",
+          choices=tuple(sorted(DATASET_INTRINSICS))),
+    Param("seed", 0, "Seed of the motion sequence.", range=(0, 2**31 - 1)),
+    Param("noise", True, "RealSense-like sensor noise, holes and edge drop-outs."),
+    Param("frame_id", "camera_depth_optical_frame", "frame_id of every published message."),
+    Param("depth_topic", "/camera/camera/depth/image_rect_raw", "Depth image topic."),
+    Param("camera_info_topic", "/camera/camera/depth/camera_info", "CameraInfo topic."),
+    Param("ground_truth_topic", "/synthetic_camera/ground_truth", "Ground-truth keypoints topic (PoseArray)."),
+    Param("qos", "reliable", "QoS of the camera publishers.", choices=("reliable", "sensor_data")),
+    Param("prerender", "auto", "Pre-render a looped sequence: auto (when live rendering is too slow), "
+          "always, never.", choices=("auto", "always", "never")),
+    Param("loop_s", 6.0, "Length of the pre-rendered looped sequence (s).", range=(0.5, 120.0)),
+]
+
+
+def scaled_intrinsics(preset: str, width: int, height: int) -> Intrinsics:
+    """The preset camera resized to width x height (same field of view)."""
+    base = DATASET_INTRINSICS[preset]
+    sx, sy = width / base.width, height / base.height
+    return Intrinsics(base.fx * sx, base.fy * sy, base.cx * sx, base.cy * sy, width, height)
+
+
+class FrameSource:
+    """Frames of the hand motion at time t: rendered live or looked up in a pre-rendered loop."""
+
+    def __init__(self, seed: int, cam: Intrinsics, noise: bool):
+        from ..data.synthetic import HandMotion
+
+        self.cam = cam
+        self.motion = HandMotion(seed)
+        self.config = synthetic_config(noise, cam)
+        self.loop: list | None = None
+        self.loop_rate = 0.0
+
+    def render(self, t: float):
+        """-> (depth uint16 [H, W], xyz mm [21, 3])"""
+        depth, _uvd, xyz = self.motion.render_frame(t, self.cam, self.config)
+        return np.asarray(depth, dtype=np.uint16), np.asarray(xyz, dtype=np.float64)
+
+    def seconds_per_frame(self, frames: int = 3) -> float:
+        self.render(0.0)  # first call: allocations, torch start-up
+        start = time.perf_counter()
+        for i in range(frames):
+            self.render(0.1 * (i + 1))
+        return (time.perf_counter() - start) / frames
+
+    def prerender(self, loop_s: float, rate_hz: float) -> None:
+        from tqdm import tqdm
+
+        count = max(1, int(round(loop_s * rate_hz)))
+        self.loop = [self.render(i / rate_hz)
+                     for i in tqdm(range(count), desc="pre-rendering synthetic frames", unit="frame",
+                                   file=sys.stderr, mininterval=1.0)]
+        self.loop_rate = rate_hz
+
+    def frame(self, index: int, t: float):
+        if self.loop is not None:
+            return self.loop[index % len(self.loop)]
+        return self.render(t)
+
+
+def synthetic_config(noise: bool, cam: Intrinsics):
+    """The generator config for the camera stream: with or without the sensor model."""
+    from ..data.synthetic import SyntheticConfig
+
+    config = SyntheticConfig()
+    if not noise:
+        config = config.without_noise() if hasattr(config, "without_noise") else config
+    return config
+
+
+class SyntheticCamera:
+    def __init__(self, node=None, source: FrameSource | None = None):
+        from geometry_msgs.msg import PoseArray
+        from rclpy.node import Node
+        from sensor_msgs.msg import CameraInfo, Image
+
+        self.node = node or Node(NODE_NAME)
+        self.log = self.node.get_logger()
+        try:
+            self.p = declare_all(self.node, PARAMS)
+        except ParameterError as e:
+            raise StartupError(str(e)) from None
+        self.cam = scaled_intrinsics(self.p["intrinsics"], self.p["width"], self.p["height"])
+        try:
+            self.source = source or FrameSource(self.p["seed"], self.cam, self.p["noise"])
+        except ImportError as e:
+            raise StartupError(f"the synthetic hand generator is not available: {e}") from e
+        self._prepare()
+
+        qos = qos_profile(self.p["qos"], 1)
+        self.pub_depth = self.node.create_publisher(Image, self.p["depth_topic"], qos)
+        self.pub_info = self.node.create_publisher(CameraInfo, self.p["camera_info_topic"], qos)
+        self.pub_truth = self.node.create_publisher(PoseArray, self.p["ground_truth_topic"], 10)
+        self.frames = 0
+        self._start = time.monotonic()
+        self.node.create_timer(1.0 / self.p["rate_hz"], self._tick)
+        self.log.info(f"publishing {self.cam.width}x{self.cam.height} 16UC1 at {self.p['rate_hz']:.1f} Hz on "
+                      f"{self.p['depth_topic']} (+ camera_info, ground truth on {self.p['ground_truth_topic']})")
+
+    def _prepare(self) -> None:
+        """Pre-render when asked to, or when live rendering cannot hold the rate."""
+        mode, rate = self.p["prerender"], self.p["rate_hz"]
+        if mode == "never":
+            return
+        if mode == "auto":
+            seconds = self.source.seconds_per_frame()
+            if seconds <= LIVE_BUDGET / rate:
+                self.log.info(f"rendering live: {seconds * 1e3:.1f} ms per frame fits {rate:.1f} Hz")
+                return
+            self.log.info(f"rendering takes {seconds * 1e3:.0f} ms per frame, too slow for {rate:.1f} Hz live: "
+                          f"pre-rendering a looped {self.p['loop_s']:.1f} s sequence "
+                          f"({int(round(self.p['loop_s'] * rate))} frames) first")
+        start = time.monotonic()
+        self.source.prerender(self.p["loop_s"], rate)
+        self.log.info(f"pre-rendered {len(self.source.loop)} frames in {time.monotonic() - start:.1f} s")
+
+    def _tick(self) -> None:
+        t = self.frames / self.p["rate_hz"]  # motion time advances one frame per tick
+        depth, xyz = self.source.frame(self.frames, t)
+        header = conversions.Header(stamp=self.node.get_clock().now().to_msg(), frame_id=self.p["frame_id"])
+        self.pub_truth.publish(conversions.keypoints_to_pose_array(xyz, header, conversions.palm_quaternion(xyz)))
+        self.pub_info.publish(conversions.camera_info_msg(self.cam, header))
+        self.pub_depth.publish(conversions.depth_to_image_msg(depth, header))
+        self.frames += 1
+
+    def stop(self) -> None:
+        pass
+
+
+def main(argv=None) -> int:
+    return spin_node(SyntheticCamera, NODE_NAME, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
