@@ -183,3 +183,17 @@ def test_real_launch_description_loads():
     context.launch_configurations.update(_case_args({"use_synthetic_camera": "true"}))
     nodes = opaque.execute(context)
     assert [n.node_executable for n in nodes][:2] == ["synthetic_camera", "pose_node"]
+
+
+def test_rviz_config_shows_the_node_outputs_in_the_camera_frame():
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "hand_pose.rviz").read_text())
+    manager = config["Visualization Manager"]
+    assert manager["Global Options"]["Fixed Frame"] == launch_plan.CAMERA_FRAME
+    displays = {d["Class"].split("/")[-1]: d for d in manager["Displays"]}
+    assert {"MarkerArray", "PoseArray", "TF", "RobotModel", "Image"} <= set(displays)
+    assert displays["MarkerArray"]["Topic"]["Value"] == "/hand_pose/markers"
+    assert displays["PoseArray"]["Topic"]["Value"] == launch_plan.JOINTS_TOPIC
+    assert displays["Image"]["Topic"]["Value"] == "/hand_pose/debug_image"
+    assert displays["RobotModel"]["Description Topic"]["Value"] == "/robot_description"
