@@ -1,0 +1,105 @@
+"""ONNX Runtime backend: an exported .onnx file on the CPU execution provider (threads
+configurable), or on the CUDA / TensorRT execution providers when the installed
+onnxruntime build offers them."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..model_file import INPUT_NAME, OUTPUT_NAMES, check_expected, model_file_error, model_kind, read_onnx_model
+from ..onnx_graph import precise_instance_norm
+from .base import Backend, check_precision, log, normalise_device
+
+GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def available_providers() -> list[str]:
+    import onnxruntime
+    return list(onnxruntime.get_available_providers())
+
+
+def providers_for(device: str, precision: str, use_tensorrt: bool, available: list[str]) -> list:
+    """The execution-provider list for a device, failing clearly when the build lacks it."""
+    if device == "cpu":
+        if precision != "fp32":
+            raise ValueError(f"onnxruntime on the CPU runs the exported FP32 graph only, not {precision}")
+        return ["CPUExecutionProvider"]
+    device_id = int(device.split(":")[1]) if ":" in device else 0
+    chain = []
+    if use_tensorrt:
+        if "TensorrtExecutionProvider" not in available:
+            raise RuntimeError(f"onnxruntime has no TensorrtExecutionProvider here (available: {available})")
+        chain.append(("TensorrtExecutionProvider", {"device_id": device_id,
+                                                    "trt_fp16_enable": precision == "fp16",
+                                                    "trt_int8_enable": precision == "int8"}))
+    elif precision != "fp32":
+        raise ValueError(f"onnxruntime's CUDA provider runs the exported FP32 graph; for {precision} use "
+                         "the TensorRT provider (tensorrt=True) or the tensorrt backend")
+    if "CUDAExecutionProvider" not in available:
+        raise RuntimeError(f"onnxruntime has no CUDAExecutionProvider here (available: {available}); "
+                           "install onnxruntime-gpu or use device='cpu'")
+    chain.append(("CUDAExecutionProvider", {"device_id": device_id}))
+    chain.append("CPUExecutionProvider")
+    return chain
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, session, config, model_path, device, precision, threads, precise_norm):
+        super().__init__(config, model_path, device, precision)
+        self.session = session
+        self.threads = threads
+        self.precise_norm = precise_norm
+
+    @classmethod
+    def load(cls, model_path, device="cpu", precision="fp32", expected_keypoints=None, threads=None,
+             tensorrt=False, graph_optimization="all", precise_norm=True, **opts) -> "OnnxRuntimeBackend":
+        """opts: threads (intra-op threads, None = onnxruntime's default: one per core),
+        tensorrt (use the TensorRT execution provider on CUDA), graph_optimization
+        (disable | basic | extended | all), precise_norm (rewrite InstanceNormalization
+        in memory for PyTorch-level accuracy, see onnx_graph.py; not with tensorrt)."""
+        import onnxruntime
+
+        if opts:
+            raise TypeError(f"onnxruntime backend: unknown options {sorted(opts)}")
+        device = normalise_device(device)
+        precision = check_precision(precision, backend=cls.name)
+        if model_kind(model_path) != "onnx":
+            raise model_file_error(model_path, "the onnxruntime backend needs an ONNX file; "
+                                               "make one with `hand-pose export CHECKPOINT --onnx OUT.onnx`")
+        proto, config, _ = read_onnx_model(model_path)
+        check_expected(config, model_path, expected_keypoints)
+        if graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
+            raise ValueError(f"graph_optimization {graph_optimization!r} is not one of {GRAPH_OPTIMIZATION_LEVELS}")
+
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = {
+            "disable": onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL}[graph_optimization]
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: no per-node placement chatter
+        providers = providers_for(device, precision, tensorrt, available_providers())
+        if precise_norm and not tensorrt:
+            proto = precise_instance_norm(proto)
+        try:
+            session = onnxruntime.InferenceSession(proto.SerializeToString(), sess_options=options,
+                                                   providers=providers)
+        except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph types
+            raise model_file_error(model_path, f"onnxruntime cannot load it: {e}") from None
+        log.info("onnxruntime backend: %s on %s", model_path, session.get_providers())
+        return cls(session, config, model_path, device, precision, threads, precise_norm and not tensorrt)
+
+    def _infer(self, crops: np.ndarray):
+        uvd, confidence = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: crops})
+        return uvd, confidence
+
+    def describe(self) -> dict:
+        import onnxruntime
+        info = super().describe()
+        info.update(providers=self.session.get_providers(), threads=self.threads, precise_norm=self.precise_norm,
+                    onnxruntime=onnxruntime.__version__)
+        return info

@@ -1,0 +1,167 @@
+"""PyTorch backend: a checkpoint on CPU or CUDA, FP32 or FP16, with optional CUDA-graph
+replay for fixed batch sizes and optional torch.compile.
+
+FP16 ('half' mode, the default) converts the weights and the input to float16; the
+decoders inside SRNet.forward cast to FP32 before their reductions (model/decoders.py), so
+the depth reduction's eps never underflows and an empty crop gives 0, not NaN. 'autocast'
+mode keeps FP32 weights and lets torch.autocast pick per-op precision instead.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ..model_file import model_file_error, model_kind
+from .base import Backend, check_precision, log, normalise_device
+
+FP16_MODES = ("half", "autocast")
+
+
+class UvdConfidence(torch.nn.Module):
+    """Wraps SRNet so a call returns just (uvd [B,J,3], confidence [B,J]): what export,
+    CUDA-graph capture and torch.compile need (no list of intermediate stages)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, depth):
+        out = self.model(depth)
+        return out["uvd"], out["confidence"]
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, model, config, model_path=None, device="cpu", precision="fp32",
+                 fp16_mode="half", cuda_graph=False, compile=False, compile_mode="max-autotune"):
+        device = normalise_device(device)
+        precision = check_precision(precision, ("fp32", "fp16"), self.name)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError("torch backend: device 'cuda' requested but torch.cuda.is_available() is False")
+        if fp16_mode not in FP16_MODES:
+            raise ValueError(f"fp16_mode {fp16_mode!r} is not one of {FP16_MODES}")
+        if cuda_graph and not device.startswith("cuda"):
+            raise ValueError("cuda_graph=True needs device 'cuda'")
+        super().__init__(config, model_path, device, precision)
+        self.fp16_mode = fp16_mode
+        self.autocast = precision == "fp16" and fp16_mode == "autocast"
+        self.input_dtype = torch.float16 if precision == "fp16" and fp16_mode == "half" else torch.float32
+
+        model = model.eval().to(device)
+        if self.input_dtype == torch.float16:
+            model = model.half()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.module = UvdConfidence(model).eval()
+        self.compiled = bool(compile)
+        self.compile_mode = compile_mode
+        if compile:
+            # max-autotune already replays CUDA graphs itself; a second, manual capture of a
+            # compiled module is not needed (and not supported).
+            if cuda_graph and "no-cudagraphs" not in compile_mode:
+                log.info("torch backend: compile mode %r captures CUDA graphs itself; "
+                         "skipping the manual CUDA-graph capture", compile_mode)
+                cuda_graph = False
+            self.runner = torch.compile(self.module, mode=compile_mode, dynamic=False)
+        else:
+            self.runner = self.module
+        self.cuda_graph = bool(cuda_graph)
+        self._graphs: dict[int, tuple] = {}  # batch size -> (graph, static in, static uvd, static conf)
+
+    @classmethod
+    def load(cls, model_path, device="cpu", precision="fp32", expected_keypoints=None, **opts) -> "TorchBackend":
+        """opts: fp16_mode ('half' | 'autocast'), cuda_graph (bool), compile (bool),
+        compile_mode (default 'max-autotune')."""
+        from ...model import load_model
+        from ..model_file import check_expected
+
+        device = normalise_device(device)
+        if model_kind(model_path) != "checkpoint":
+            raise model_file_error(model_path, "the torch backend needs a PyTorch checkpoint (.pt); "
+                                               "run an ONNX file with --backend onnxruntime or tensorrt")
+        model, config, _ = load_model(model_path, map_location="cpu")
+        check_expected(config, model_path, expected_keypoints)
+        return cls(model, config, model_path=model_path, device=device, precision=precision, **opts)
+
+    @classmethod
+    def from_model(cls, model, config, device="cpu", precision="fp32", **opts) -> "TorchBackend":
+        """An in-memory SRNet (e.g. randomly initialised for a benchmark)."""
+        return cls(model, config, model_path=None, device=device, precision=precision, **opts)
+
+    # ------------------------------------------------------------------ running
+    def _forward(self, x):
+        with torch.inference_mode():
+            if self.autocast:
+                device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+                with torch.autocast(device_type, dtype=torch.float16):
+                    return self.runner(x)
+            return self.runner(x)
+
+    def _infer(self, crops: np.ndarray):
+        batch = crops.shape[0]
+        x = torch.from_numpy(crops)
+        if self.cuda_graph:
+            uvd, confidence = self._replay(x)
+        else:
+            x = x.to(self.device, non_blocking=True).to(self.input_dtype)
+            uvd, confidence = self._forward(x)
+        # .float() before .cpu(): one small FP32 copy back, whatever the compute precision.
+        return (uvd[:batch].float().cpu().numpy(), confidence[:batch].float().cpu().numpy())
+
+    def _replay(self, x):
+        """Run through a captured CUDA graph of the smallest captured batch >= B (padding
+        with zero crops: every op is per-image, so padding never changes real outputs)."""
+        batch = x.shape[0]
+        sizes = sorted(s for s in self._graphs if s >= batch)
+        size = sizes[0] if sizes else batch
+        if size not in self._graphs:
+            self._capture(size)
+        graph, static_in, static_uvd, static_conf = self._graphs[size]
+        static_in[:batch].copy_(x.to(self.input_dtype), non_blocking=True)
+        if batch < size:
+            static_in[batch:].zero_()
+        graph.replay()
+        return static_uvd, static_conf
+
+    def _capture(self, batch: int) -> None:
+        start = time.perf_counter()
+        m = self.config.input_size
+        static_in = torch.zeros((batch, 1, m, m), device=self.device, dtype=self.input_dtype)
+        # Warm up on a side stream first (cuDNN algorithm choice, allocator), as the CUDA
+        # graph documentation asks, then capture one forward pass.
+        side = torch.cuda.Stream(device=self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._forward(static_in)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_uvd, static_conf = self._forward(static_in)
+        torch.cuda.synchronize(self.device)
+        self._graphs[batch] = (graph, static_in, static_uvd, static_conf)
+        log.info("torch backend: captured a CUDA graph for batch %d in %.2f s", batch, time.perf_counter() - start)
+
+    def warmup(self, batch_size: int = 1, iterations: int = 3) -> float:
+        if self.cuda_graph and batch_size not in self._graphs:
+            start = time.perf_counter()
+            self._capture(batch_size)
+            return time.perf_counter() - start + super().warmup(batch_size, iterations)
+        return super().warmup(batch_size, iterations)
+
+    def synchronize(self) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize(self.device)
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info.update(fp16_mode=self.fp16_mode if self.precision == "fp16" else None,
+                    cuda_graph=self.cuda_graph, compiled=self.compiled,
+                    compile_mode=self.compile_mode if self.compiled else None,
+                    torch=torch.__version__)
+        if self.device.startswith("cuda"):
+            info["gpu"] = torch.cuda.get_device_name(self.device)
+        return info

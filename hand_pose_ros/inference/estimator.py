@@ -1,0 +1,164 @@
+"""The whole per-frame pipeline, shared by the pose node, the evaluator and `hand-pose bench`:
+
+    depth_mm [H,W] -> localise hand (centre of mass) -> crop + normalise [1,m,m]
+      -> backend.infer -> recover (u px, v px, d mm) -> xyz (mm, camera optical frame)
+
+    estimator = HandPoseEstimator.from_model_file("models/srnet.onnx")
+    estimate = estimator.estimate(depth_mm, cam)          # Estimate, or None (no hand)
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..camera import Intrinsics
+from ..data.crop import crop_hand, recover_uvd
+from ..data.localise import HandLocaliser
+from .backends.base import Backend
+
+STAGES = ("localise", "crop", "infer", "recover")
+
+
+@dataclass
+class Estimate:
+    """One hand in one frame. All arrays are finite: when the network's output is not
+    (NaN / inf), `valid` is False, `reason` says why and the arrays are zeros."""
+    keypoint_names: tuple[str, ...]
+    uvd: np.ndarray            # [J, 3] (u px, v px, d mm) in the input frame
+    xyz: np.ndarray            # [J, 3] mm, camera optical frame (x right, y down, z forward)
+    confidence: np.ndarray     # [J] in [0, 1]
+    uvd_norm: np.ndarray       # [J, 3] the network's normalised output
+    com_uvd: np.ndarray        # [3] crop centre (u px, v px, d mm)
+    crop_box: tuple[int, int, int, int]   # (left, top, right, bottom) px of the crop square (for drawing)
+    half_cube_mm: float
+    timings_ms: dict = field(default_factory=dict)   # stage -> ms (localise, crop, infer, recover, total)
+    valid: bool = True
+    reason: str = ""
+
+    @property
+    def mean_confidence(self) -> float:
+        return float(self.confidence.mean()) if self.confidence.size else 0.0
+
+    def seed_uvd(self) -> np.ndarray:
+        """Where to look for the hand in the next frame: the mean of the joints (the crop
+        centre if invalid)."""
+        return self.uvd.mean(axis=0) if self.valid else self.com_uvd
+
+
+def _invalid(estimate: Estimate, reason: str) -> Estimate:
+    joints = len(estimate.keypoint_names)
+    estimate.uvd = np.zeros((joints, 3))
+    estimate.xyz = np.zeros((joints, 3))
+    estimate.confidence = np.zeros(joints, np.float32)
+    estimate.uvd_norm = np.zeros((joints, 3), np.float32)
+    estimate.valid, estimate.reason = False, reason
+    return estimate
+
+
+class HandPoseEstimator:
+    """Localise + crop + infer + recover for single frames or batches of frames."""
+
+    def __init__(self, backend: Backend, localiser: HandLocaliser | None = None,
+                 half_cube_mm: float | None = None):
+        self.backend = backend
+        self.config = backend.config
+        self.localiser = localiser or HandLocaliser()
+        self.half_cube_mm = float(half_cube_mm if half_cube_mm is not None else self.config.half_cube_mm)
+        if not self.half_cube_mm > 0:
+            raise ValueError(f"half_cube_mm must be > 0, got {half_cube_mm!r}")
+        self.keypoint_names = tuple(self.config.keypoint_names)
+
+    @classmethod
+    def from_model_file(cls, path, backend: str = "auto", device: str | None = None,
+                        precision: str | None = None, localiser: HandLocaliser | None = None,
+                        half_cube_mm: float | None = None, **opts) -> "HandPoseEstimator":
+        """Load `path` (.pt checkpoint or .onnx) with the named backend ('auto', 'torch',
+        'onnxruntime', 'tensorrt'); opts go to the backend (see backends.create_backend)."""
+        from .backends import create_backend
+        return cls(create_backend(backend, path, device=device, precision=precision, **opts),
+                   localiser=localiser, half_cube_mm=half_cube_mm)
+
+    # ------------------------------------------------------------------ per frame
+    def estimate(self, depth_mm: np.ndarray, cam: Intrinsics, seed=None) -> Estimate | None:
+        """depth_mm [H, W] float32 mm (0 = invalid) -> Estimate, or None when no hand is found.
+
+        seed: last frame's hand position, (u, v, d) or an Estimate, to keep tracking it."""
+        return self.estimate_batch([(depth_mm, cam, seed)])[0]
+
+    def estimate_batch(self, frames) -> list:
+        """frames: a list of (depth_mm, cam) or (depth_mm, cam, seed). One backend call for
+        all frames with a hand. Returns one Estimate or None per frame, in order."""
+        start = time.perf_counter()
+        results: list = [None] * len(frames)
+        crops, pending = [], []
+        localise_ms = crop_ms = 0.0
+        for index, frame in enumerate(frames):
+            depth_mm, cam, seed = (tuple(frame) + (None,))[:3]
+            depth_mm = self._check_depth(depth_mm)
+            if isinstance(seed, Estimate):
+                seed = seed.seed_uvd()
+            t0 = time.perf_counter()
+            found = self.localiser.locate(depth_mm, cam, seed_uvd=seed)
+            t1 = time.perf_counter()
+            localise_ms += (t1 - t0) * 1e3
+            if found is None:
+                continue
+            crop = crop_hand(depth_mm, found.com_uvd, cam, self.half_cube_mm, self.config.input_size)
+            crop_ms += (time.perf_counter() - t1) * 1e3
+            crops.append(crop)
+            pending.append((index, cam, crop))
+        if not pending:
+            return results
+
+        t0 = time.perf_counter()
+        batch = np.stack([c.image for c in crops])[:, None]        # [B,1,m,m]
+        uvd_norm, confidence = self.backend.infer(batch)           # [B,J,3], [B,J]
+        infer_ms = (time.perf_counter() - t0) * 1e3
+
+        t0 = time.perf_counter()
+        for (index, cam, crop), norm, conf in zip(pending, uvd_norm, confidence):
+            results[index] = self._recover(norm, conf, crop, cam)
+        recover_ms = (time.perf_counter() - t0) * 1e3
+
+        # Per-frame timing: the shared stages split evenly over the frames that used them.
+        count = len(pending)
+        timings = {"localise": localise_ms / len(frames), "crop": crop_ms / count,
+                   "infer": infer_ms / count, "recover": recover_ms / count,
+                   "total": (time.perf_counter() - start) * 1e3 / len(frames)}
+        for index, _, _ in pending:
+            results[index].timings_ms = dict(timings)
+        return results
+
+    # ------------------------------------------------------------------ helpers
+    def _recover(self, uvd_norm: np.ndarray, confidence: np.ndarray, crop, cam: Intrinsics) -> Estimate:
+        size = crop.size
+        estimate = Estimate(keypoint_names=self.keypoint_names, uvd=np.zeros(0), xyz=np.zeros(0),
+                            confidence=confidence.astype(np.float32), uvd_norm=uvd_norm.astype(np.float32),
+                            com_uvd=np.asarray(crop.com_uvd, np.float64),
+                            crop_box=(crop.left, crop.top, crop.left + size, crop.top + size),
+                            half_cube_mm=float(crop.half_cube_mm))
+        if not (np.isfinite(uvd_norm).all() and np.isfinite(confidence).all()):
+            return _invalid(estimate, "non-finite network output")
+        uvd = recover_uvd(uvd_norm.astype(np.float64), crop)       # [J,3] px, px, mm
+        if not (uvd[:, 2] > 0).all():
+            return _invalid(estimate, "a joint's recovered depth is not in front of the camera")
+        estimate.uvd = uvd
+        estimate.xyz = cam.uvd_to_xyz(uvd)                          # [J,3] mm
+        if not np.isfinite(estimate.xyz).all():
+            return _invalid(estimate, "non-finite xyz")
+        return estimate
+
+    @staticmethod
+    def _check_depth(depth_mm) -> np.ndarray:
+        depth_mm = np.asarray(depth_mm)
+        if depth_mm.ndim != 2:
+            raise ValueError(f"depth_mm must be a 2-D [H, W] image in mm, got shape {depth_mm.shape}")
+        if depth_mm.dtype != np.float32:
+            depth_mm = depth_mm.astype(np.float32)
+        return depth_mm
+
+    def describe(self) -> dict:
+        return {**self.backend.describe(), "half_cube_mm": self.half_cube_mm,
+                "keypoint_names": list(self.keypoint_names)}
