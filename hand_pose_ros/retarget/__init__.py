@@ -1,1 +1,18 @@
+"""Retargeting: human hand keypoints -> robot hand joint commands, safe by construction.
 
+hand_frame  camera-independent hand frame (left hands mirrored onto right)
+spec        robot hand specs from config/hands/*.yaml
+analytic    joint angles measured from keypoints, mapped by the spec's table (fast, no URDF)
+optimisation  dex-retargeting vector / DexPilot optimisers on our URDFs
+safety      joint limits, velocity clamp, hold then ramp to the safe pose on tracking loss
+pipeline    validation + One Euro filter + retargeter + safety, what the ROS node runs
+Nothing here imports rclpy.
+"""
+from hand_pose_ros.retarget.base import RETARGETERS, Retargeter, make_retargeter
+from hand_pose_ros.retarget.pipeline import PipelineConfig, RetargetPipeline
+from hand_pose_ros.retarget.safety import SafetyConfig, SafetyLimiter
+from hand_pose_ros.retarget.spec import RobotHandSpec, SpecError, available_hands, load_hand_spec
+
+__all__ = ["RETARGETERS", "Retargeter", "make_retargeter", "PipelineConfig", "RetargetPipeline",
+           "SafetyConfig", "SafetyLimiter", "RobotHandSpec", "SpecError", "available_hands",
+           "load_hand_spec"]
