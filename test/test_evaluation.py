@@ -318,3 +318,126 @@ def test_score_plot_dir_and_label_count(capsys, tmp_path):
     code, _, err = _run_cli(capsys, "plot", "--dataset", "synthetic", "--gt", gt_path, *preds,
                             "--labels", "only-one", "-o", tmp_path / "q")
     assert code == 2 and "1 --labels for 2 result files" in err
+
+
+# ---- eval run: a model through the pose node's pipeline ----------------------------------------
+
+REAL_NYU = SHARED / "data" / "real" / "nyu"
+
+
+def _real_nyu_sample():
+    from hand_pose_ros.data.readers import open_dataset
+    return open_dataset("nyu-frames", REAL_NYU)[0]
+
+
+class _JointIndexBackend:
+    """Stands in for a network: joint j of the model lands at normalised u = j / 100, so after
+    recovery the u order of the written joints shows which model row each came from."""
+
+    def __init__(self, names):
+        from hand_pose_ros.model.config import SRNetConfig
+        self.config = SRNetConfig(keypoint_names=names, features=16)
+        self.calls = 0
+
+    def infer(self, crops):
+        self.calls += 1
+        joints = self.config.num_joints
+        uvd = np.zeros((len(crops), joints, 3), np.float32)
+        uvd[:, :, 0] = np.arange(joints) / 100.0
+        return uvd, np.ones((len(crops), joints), np.float32)
+
+    def describe(self):
+        return {"backend": "joint-index"}
+
+
+def test_predict_maps_model_joints_to_dataset_order_by_name():
+    from hand_pose_ros.data.sample import Sample
+    from hand_pose_ros.evaluation.run_model import predict
+    from hand_pose_ros.inference.estimator import HandPoseEstimator
+
+    nyu = keypoints.DATASET_ORDERS["nyu"]
+    model_names = keypoints.CANONICAL + ("palm_center", "wrist_ulnar", "wrist_radial")  # 24, another order
+    backend = _JointIndexBackend(model_names)
+    sample = _real_nyu_sample()
+    blank = Sample(np.zeros_like(sample.depth_mm), sample.cam, nyu, sample.uvd, "blank")
+    predictions = predict(HandPoseEstimator(backend), [sample, blank, sample], batch=2, progress=False)
+    assert backend.calls == 2                              # batches of 2, then 1
+    assert predictions.uvd.shape == (3, 14, 3) and predictions.keypoint_names == nyu
+    model_rows = [model_names.index(n) for n in nyu]
+    u = predictions.uvd[0, :, 0]
+    px_per_row = (u[1] - u[0]) / (model_rows[1] - model_rows[0])  # float32 network output: rtol 1e-5
+    np.testing.assert_allclose(np.diff(u), np.diff(model_rows) * px_per_row, rtol=1e-5)
+    np.testing.assert_array_equal(predictions.uvd[2], predictions.uvd[0])
+    # No hand in the blank frame: still one line, at the principal point, counted.
+    assert predictions.no_hand == [1] and predictions.invalid == []
+    np.testing.assert_array_equal(predictions.uvd[1], np.tile([sample.cam.cx, sample.cam.cy, 0.0], (14, 1)))
+    np.testing.assert_array_equal(predictions.gt_uvd[0], sample.uvd)
+
+
+def test_predict_dataset_cube_uses_each_frames_half_cube():
+    from hand_pose_ros.evaluation.run_model import predict
+    from hand_pose_ros.inference.estimator import HandPoseEstimator
+
+    small, large = _real_nyu_sample(), _real_nyu_sample()
+    small.half_cube_mm, large.half_cube_mm = 100.0, 150.0
+    estimator = HandPoseEstimator(_JointIndexBackend(keypoints.DATASET_ORDERS["nyu"]), half_cube_mm=150.0)
+    by_model = predict(estimator, [small, large], cube="model", progress=False).uvd
+    by_dataset = predict(estimator, [small, large], cube="dataset", progress=False).uvd
+    np.testing.assert_array_equal(by_model[0], by_model[1])
+    np.testing.assert_array_equal(by_dataset[1], by_model[1])
+    # A smaller cube is a smaller crop box: the same normalised u spreads over fewer pixels.
+    assert np.ptp(by_dataset[0][:, 0]) < np.ptp(by_model[0][:, 0])
+
+
+def test_model_lacking_dataset_joints_fails_clearly():
+    from hand_pose_ros.evaluation.run_model import model_to_dataset_indices
+    with pytest.raises(ValueError, match=r"needs joints \['wrist_ulnar', 'wrist_radial', 'palm_center'\]"):
+        model_to_dataset_indices(keypoints.CANONICAL, keypoints.DATASET_ORDERS["nyu"])
+    np.testing.assert_array_equal(model_to_dataset_indices(keypoints.CANONICAL, keypoints.DATASET_ORDERS["icvl"]),
+                                  keypoints.indices(keypoints.DATASET_ORDERS["icvl"]))
+
+
+@pytest.fixture(scope="module")
+def small_nyu_checkpoint(tmp_path_factory):
+    """A randomly initialised small SRNet predicting NYU's 14 joints, in reversed order."""
+    torch = pytest.importorskip("torch")
+    from hand_pose_ros.model import SRNet, SRNetConfig
+    from hand_pose_ros.model.checkpoint import save_checkpoint
+    torch.manual_seed(0)
+    config = SRNetConfig(keypoint_names=keypoints.DATASET_ORDERS["nyu"][::-1], features=16)
+    return save_checkpoint(tmp_path_factory.mktemp("models") / "nyu_small.pt", SRNet(config).eval(), config)
+
+
+def test_eval_run_writes_and_scores_a_result_file(capsys, tmp_path, small_nyu_checkpoint):
+    out = tmp_path / "run" / "result.txt"
+    code, stdout, err = _run_cli(capsys, "run", "--model", small_nyu_checkpoint, "--dataset", "nyu-frames",
+                                 "--root", REAL_NYU, "--backend", "torch", "-o", out, "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["frames"] == 1 and summary["frames_without_hand"] == 0
+    assert summary["intrinsics"] == {k: camera.EVAL_INTRINSICS["nyu"].to_dict()[k] for k in ("fx", "fy", "cx", "cy")}
+    written = read_result_file(out, num_joints=14, num_frames=1)
+    result = summary["results"][0]
+    assert result["file"] == str(out) and list(result["per_joint_mm"]) == list(keypoints.DATASET_ORDERS["nyu"])
+    # The summary's score is the score of the written file against the frame's labels.
+    gt = np.loadtxt(REAL_NYU / "depth_1_0000001_uvd.txt").reshape(1, 14, 3)
+    expected = metrics.score(gt, written, camera.EVAL_INTRINSICS["nyu"], keypoints.DATASET_ORDERS["nyu"])
+    assert result["mean_error_mm"] == pytest.approx(expected["mean_error_mm"], abs=1e-3)
+    # An untrained network still lands on the hand: within the crop cube of the located centre.
+    assert 0 < result["mean_error_mm"] < 300
+    code, _, err = _run_cli(capsys, "score", "--dataset", "nyu", "--gt", REAL_NYU / "depth_1_0000001_uvd.txt",
+                            out, "--json")
+    assert code == 0, err
+
+
+def test_eval_run_errors_name_the_problem(capsys, tmp_path, small_nyu_checkpoint):
+    code, _, err = _run_cli(capsys, "run", "--model", small_nyu_checkpoint, "--dataset", "nyu",
+                            "-o", tmp_path / "r.txt")
+    assert code == 2 and "needs --root" in err
+    code, _, err = _run_cli(capsys, "run", "--model", small_nyu_checkpoint, "--dataset", "nyu",
+                            "--root", tmp_path / "nowhere", "-o", tmp_path / "r.txt")
+    assert code == 2 and "joint_data.mat" in err
+    code, _, err = _run_cli(capsys, "run", "--model", tmp_path / "missing.pt", "--dataset", "nyu-frames",
+                            "--root", REAL_NYU, "-o", tmp_path / "r.txt")
+    assert code == 2 and "missing.pt" in err
+    assert not (tmp_path / "r.txt").exists()

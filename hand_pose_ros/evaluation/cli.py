@@ -50,7 +50,8 @@ def default_ground_truth(dataset: str) -> Path | None:
 def evaluation_intrinsics(dataset: str, fx=None, fy=None, cx=None, cy=None) -> camera.Intrinsics:
     """The community evaluator's camera for `dataset`, with any of fx, fy, cx, cy overridden."""
     overrides = {k: v for k, v in dict(fx=fx, fy=fy, cx=cx, cy=cy).items() if v is not None}
-    base = camera.EVAL_INTRINSICS.get(scoring_dataset(dataset))
+    name = dataset.lower()
+    base = camera.EVAL_INTRINSICS.get(DATASET_ALIASES.get(name, name))
     if base is None:
         missing = [k for k in ("fx", "fy", "cx", "cy") if k not in overrides]
         if missing:
@@ -92,8 +93,9 @@ def summary_table(summary: dict, labels=None) -> str:
     header = f"{'file':<{name_width}}  {'mean mm':>8}" + "".join(
         f"  {'<=' + str(t) + 'mm':>7}" for t in SUMMARY_THRESHOLDS_MM)
     cam = summary["intrinsics"]
-    lines = [f"{summary['dataset']}: ground truth {summary['gt']}, "
-             f"fx {cam['fx']:g} fy {cam['fy']:g} cx {cam['cx']:g} cy {cam['cy']:g}",
+    cam_text = (f"fx {cam['fx']:g} fy {cam['fy']:g} cx {cam['cx']:g} cy {cam['cy']:g}"
+                if isinstance(cam, dict) else f"intrinsics {cam}")
+    lines = [f"{summary['dataset']}: ground truth {summary['gt']}, {cam_text}",
              "success = % of frames whose maximum joint error is within the threshold", header]
     for label, result in zip(labels, summary["results"]):
         success = result["max_error_success"]
@@ -147,7 +149,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, default=None, help="dataset folder (not needed for synthetic-test)")
     p.add_argument("--split", default="test")
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--device", default=None, help="e.g. cuda, cuda:1, cpu (default: the backend's choice)")
     p.add_argument("--batch", type=int, default=64, help="frames per inference batch")
+    p.add_argument("--cube", default="model", choices=("model", "dataset"),
+                   help="crop half-cube: the model's (what the pose node does, default) or each "
+                        "frame's from the dataset reader (the reference protocol)")
     p.add_argument("--limit", type=int, default=None, help="only the first N frames (a quick check)")
     p.add_argument("--gt", type=Path, default=None,
                    help="score against this ground-truth file instead of the dataset's labels")
@@ -168,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _score_or_plot(args: argparse.Namespace) -> int:
+    scoring_dataset(args.dataset)  # an unknown name fails first, listing the known ones
     gt_path = args.gt or default_ground_truth(args.dataset)
     if gt_path is None:
         raise ValueError(f"no ground truth for dataset {args.dataset!r}: pass --gt FILE")
