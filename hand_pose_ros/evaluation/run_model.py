@@ -195,8 +195,13 @@ def run_command(args) -> int:
     }
     gt_uvd = predictions.gt_uvd
     if args.gt is not None:
-        gt_uvd = read_result_file(args.gt, num_joints=len(predictions.keypoint_names), num_frames=frames,
-                                  expected_from=f"{args.output} has {frames} frames")
+        # With --limit only the first frames ran: they are the first lines of the full file.
+        gt_uvd = read_result_file(args.gt, num_joints=len(predictions.keypoint_names),
+                                  num_frames=None if args.limit else frames,
+                                  expected_from=f"{args.dataset} {args.split} has {frames} frames")
+        if len(gt_uvd) < frames:
+            raise ValueError(f"{args.gt}: {len(gt_uvd)} lines (frames); expected at least {frames}")
+        gt_uvd = gt_uvd[:frames]
         summary["gt"] = str(args.gt)
     elif gt_uvd is not None:
         summary["gt"] = f"{args.dataset} {args.split} labels"
