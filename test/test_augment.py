@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hand_pose_ros.data.augment import AugmentConfig, AugmentParams, augment_batch, sample_params
-from hand_pose_ros.data.crop import _label_pixel_affine, label_to_crop_pixels
+from hand_pose_ros.data.crop import label_pixel_affine, label_to_crop_pixels
 
 OUT = 128
 JOINTS = 8
@@ -28,7 +28,7 @@ def blob_crops(batch=4, seed=0, box=None, radius=3.5):
     images = torch.where(dist2 <= radius ** 2, uvd[..., 2, None, None], torch.zeros(()))
     # put each label exactly on its rasterised disc's centroid (a disc of whole pixels is
     # off its nominal centre by up to ~0.2 px)
-    a, b = _label_pixel_affine(box if box is not None else torch.full((batch,), 255), OUT, like=uvd)
+    a, b = label_pixel_affine(box if box is not None else torch.full((batch,), 255), OUT, like=uvd)
     uvd[..., :2] = (centroids(images, uvd[..., 2]) - b) / a
     return images, uvd
 

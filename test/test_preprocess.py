@@ -1,4 +1,5 @@
-"""Crop / normalise / recover (srnet.md), numpy and torch, and depth decoding."""
+"""Preprocessing: crop / normalise / recover (srnet.md) in numpy and torch, depth
+decoding, the hand localiser and the preprocessing benchmark."""
 from __future__ import annotations
 
 import math
@@ -9,8 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from hand_pose_ros.camera import DATASET_INTRINSICS, Intrinsics
-from hand_pose_ros.data.crop import (Crop, CropBatch, box_size, crop_batch_torch, crop_hand,
+from hand_pose_ros.data.bench import bench_preprocess, synthetic_scene
+from hand_pose_ros.data.crop import (CropBatch, box_size, crop_batch_torch, crop_hand, crop_window_torch,
                                      label_to_crop_pixels, normalise_uvd, recover_uvd)
+from hand_pose_ros.data.depth import decode_depth, decode_nyu_rgb, image_msg_to_depth
+from hand_pose_ros.data.localise import HandLocaliser
 
 NYU = DATASET_INTRINSICS["nyu"]
 
@@ -99,6 +103,9 @@ def test_torch_batch_crop_matches_numpy(dtype):
         np.testing.assert_allclose(batch.image[i].numpy(), ref.image, atol=1e-4)
         back = batch[i]
         assert (back.left, back.top, back.box) == (ref.left, ref.top, ref.box)
+    box, left, top = crop_window_torch(torch.from_numpy(coms), NYU, torch.from_numpy(cubes))
+    assert box.tolist() == batch.box.tolist()
+    assert [(l, t) for l, t in zip(left.tolist(), top.tolist())] == [(batch[i].left, batch[i].top) for i in range(3)]
 
 
 def test_torch_crop_scalar_cube_and_cuda_if_present():
@@ -184,7 +191,6 @@ def test_label_pixels_land_on_the_image_point():
 
 # ----------------------------------------------------------------------------- depth decoding
 
-from hand_pose_ros.data.depth import decode_depth, decode_nyu_rgb, image_msg_to_depth  # noqa: E402
 
 
 def test_decode_16bit_and_scale():
@@ -253,8 +259,6 @@ def test_image_msg_errors():
 
 # ----------------------------------------------------------------------------- localiser
 
-from hand_pose_ros.data.bench import synthetic_scene  # noqa: E402
-from hand_pose_ros.data.localise import HandLocaliser  # noqa: E402
 
 D435 = DATASET_INTRINSICS["synthetic"]
 
@@ -321,3 +325,13 @@ def test_localiser_seed_keeps_the_tracked_hand():
     # a seed with nothing near it falls back to the global search
     lost = loc.locate(scene, D435, seed_uvd=(600, 50, 300))
     np.testing.assert_allclose(lost.com_uvd, unseeded.com_uvd)
+
+
+def test_bench_preprocess_reports_stages():
+    result = bench_preprocess(frames=5, warmup=1)
+    assert result["frames"] == 5 and result["hand_found_fraction"] == 1.0 and result["threads"] == 1
+    for stage in ("decode", "localise", "crop", "total"):
+        timing = result[f"{stage}_ms"]
+        assert 0 < timing["p50"] <= timing["p95"] and timing["mean"] > 0
+    import json
+    json.dumps(result)                         # JSON-ready

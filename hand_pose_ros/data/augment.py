@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .crop import _label_pixel_affine
+from .crop import label_pixel_affine
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def augment_batch(images: torch.Tensor, uvd_norm: torch.Tensor, generator=None,
         a = torch.full((batch, 1, 1), float(out), device=device)
         b = torch.full((batch, 1, 1), (out - 1) / 2, device=device)
     else:
-        a, b = _label_pixel_affine(torch.as_tensor(box, device=device).reshape(batch), out,
+        a, b = label_pixel_affine(torch.as_tensor(box, device=device).reshape(batch), out,
                                    like=uvd_norm.float())
     centre = (out - 1) / 2
     shift_px = params.shift_norm[:, None, :2] * a                                           # [B, 1, 2]

@@ -174,6 +174,20 @@ def crop_hand(depth_mm: np.ndarray, com_uvd, cam: Intrinsics, half_cube_mm: floa
                 half_cube_mm=float(half_cube_mm), left=left, top=top)
 
 
+def crop_window_torch(com_uvd, cam: Intrinsics, half_cube_mm):
+    """The crop squares of crop_batch_torch without cutting them (e.g. to render only that
+    window): com_uvd [B, 3], half_cube_mm number or [B] -> (box, left, top), each [B] int64;
+    the square is 2*(box//2) px wide from (left, top). Same float64 rounding as box_size()."""
+    import torch
+
+    com = torch.as_tensor(com_uvd).to(torch.float64)
+    cube = torch.as_tensor(half_cube_mm, device=com.device, dtype=torch.float64)
+    box = torch.floor(cube * abs(cam.fx) / com[:, 2] + cube * abs(cam.fy) / com[:, 2]).to(torch.int64)
+    left = torch.floor(com[:, 0]).to(torch.int64) - box // 2
+    top = torch.floor(com[:, 1]).to(torch.int64) - box // 2
+    return box, left, top
+
+
 def crop_batch_torch(depth, com_uvd, cam: Intrinsics, half_cube_mm, out_size: int = 128) -> CropBatch:
     """Batched crop on any torch device, matching crop_hand to float rounding.
 
@@ -195,13 +209,10 @@ def crop_batch_torch(depth, com_uvd, cam: Intrinsics, half_cube_mm, out_size: in
     if bool((cube <= 0).any()):
         raise ValueError("half_cube_mm must be > 0")
 
-    # box in float64, the same expression (and rounding) as box_size()
-    box = torch.floor(cube * abs(cam.fx) / com[:, 2] + cube * abs(cam.fy) / com[:, 2]).to(torch.int64)
+    box, left, top = crop_window_torch(com, cam, cube)
     if bool((box < 2).any()):
         raise ValueError(f"crop box below 2 px (hand too far away?): boxes {box.tolist()}")
     size = 2 * (box // 2)                                                        # [B]
-    left = torch.floor(com[:, 0]).to(torch.int64) - box // 2
-    top = torch.floor(com[:, 1]).to(torch.int64) - box // 2
 
     i = torch.arange(out_size, device=device, dtype=torch.int64)
     num = ((2 * i + 1)[None, :] * size[:, None] - out_size).clamp(min=0)        # [B, out]
@@ -308,11 +319,11 @@ def label_to_crop_pixels(uvd_norm, box, out_size: int = 128):
     Frame u = u_n*(box-1) + floor(com_u); crop column c = u - left; crop px = (c + 0.5) *
     out/S - 0.5 with left = floor(com_u) - box//2 and S = 2*(box//2).
     """
-    scale, offset = _label_pixel_affine(box, out_size, like=uvd_norm)
+    scale, offset = label_pixel_affine(box, out_size, like=uvd_norm)
     return uvd_norm[..., :2] * scale + offset
 
 
-def _label_pixel_affine(box, out_size, like):
+def label_pixel_affine(box, out_size, like):
     """(scale, offset) with crop px = u_n * scale + offset, broadcastable to like[..., :2]."""
     if hasattr(like, "new_tensor"):
         import torch
