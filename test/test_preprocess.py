@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from hand_pose_ros.camera import DATASET_INTRINSICS, Intrinsics
-from hand_pose_ros.data.bench import bench_preprocess, synthetic_scene
+from hand_pose_ros.data.bench import bench_crop_torch, bench_preprocess, synthetic_scene
 from hand_pose_ros.data.crop import (CropBatch, box_size, crop_batch_torch, crop_hand, crop_window_torch,
                                      label_to_crop_pixels, normalise_uvd, recover_uvd)
 from hand_pose_ros.data.depth import decode_depth, decode_nyu_rgb, image_msg_to_depth
@@ -335,3 +335,8 @@ def test_bench_preprocess_reports_stages():
         assert 0 < timing["p50"] <= timing["p95"] and timing["mean"] > 0
     import json
     json.dumps(result)                         # JSON-ready
+
+
+def test_bench_crop_torch_runs_on_cpu():
+    result = bench_crop_torch("cpu", batch=2, iters=1, warmup=1)
+    assert result["batch"] == 2 and result["crops_per_s"] > 0 and result["augment"] is True

@@ -1,7 +1,8 @@
 """Preprocessing benchmark: decode + localise + crop of one 640 x 480 frame, per frame.
 
 `bench_preprocess()` returns a JSON-ready dict; `hand-pose bench --preprocess` (inference
-engineer) prints it. The frame is a 16UC1 sensor_msgs/Image payload of a hand-like blob
+engineer) prints it. `bench_crop_torch(device)` measures the training-side torch crop
+(+ augmentation) throughput on a GPU. The frame is a 16UC1 sensor_msgs/Image payload of a hand-like blob
 (palm, five fingers and a forearm, ~600 mm away) in front of a tilted table plane, with sensor noise
 and holes; each timed frame jitters the hand a little so the tracker is not replaying one
 cached answer.
@@ -109,6 +110,46 @@ def bench_preprocess(frames: int = 200, warmup: int = 20, track: bool = True, ha
         result[f"{name}_ms"] = {"mean": float(values.mean()), "p50": float(np.percentile(values, 50)),
                                 "p95": float(np.percentile(values, 95))}
     return result
+
+
+def bench_crop_torch(device: str = "cuda", batch: int = 256, iters: int = 50, warmup: int = 5,
+                     augment: bool = True) -> dict:
+    """Throughput of the training-side preprocessing on a device: crop_batch_torch of
+    640 x 480 frames (+ augment_batch) per batch; CUDA timed with synchronisation."""
+    import torch
+
+    from .augment import augment_batch
+    from .crop import crop_batch_torch
+
+    device = torch.device(device)
+    cam = DATASET_INTRINSICS["synthetic"]
+    scene = synthetic_scene(cam).astype(np.float32)
+    detection = HandLocaliser().locate(scene, cam)
+    depth = torch.from_numpy(scene).to(device).repeat(batch, 1, 1)             # [B, H, W] contiguous
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    com = torch.tensor(detection.com_uvd, device=device).expand(batch, 3)
+    com = com + (torch.rand(batch, 3, generator=generator).to(device) - 0.5) * torch.tensor([8.0, 8.0, 10.0], device=device)
+    labels = torch.zeros(batch, 21, 3, device=device)
+
+    def step():
+        crops = crop_batch_torch(depth, com, cam, 150.0)
+        if augment:
+            augment_batch(crops.image[:, None], labels, generator, box=crops.box)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        step()
+    sync()
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    sync()
+    seconds = time.perf_counter() - start
+    return {"device": str(device), "batch": batch, "iters": iters, "augment": augment,
+            "ms_per_batch": seconds / iters * 1e3, "crops_per_s": batch * iters / seconds}
 
 
 if __name__ == "__main__":

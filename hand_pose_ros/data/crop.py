@@ -223,9 +223,10 @@ def crop_batch_torch(depth, com_uvd, cam: Intrinsics, half_cube_mm, out_size: in
     cols = torch.cat([i0, i1], dim=1) + left[:, None]
     row_ok = (rows >= 0) & (rows < height)
     col_ok = (cols >= 0) & (cols < width)
-    b = torch.arange(batch, device=device)[:, None, None]
-    taps = depth[b, rows.clamp(0, height - 1)[:, :, None], cols.clamp(0, width - 1)[:, None, :]]
-    taps = taps.to(torch.float32)                                               # [B, 2out, 2out]
+    # one flat index per tap (a single int64 [B, 2out, 2out] tensor, not three)
+    row_start = (torch.arange(batch, device=device)[:, None] * height + rows.clamp(0, height - 1)) * width
+    flat = row_start[:, :, None] + cols.clamp(0, width - 1)[:, None, :]
+    taps = depth.reshape(-1)[flat].to(torch.float32)                           # [B, 2out, 2out]
 
     centre = com[:, 2].to(torch.float32)[:, None, None]
     cube32 = cube.to(torch.float32)[:, None, None]
