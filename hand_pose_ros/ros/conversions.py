@@ -128,13 +128,22 @@ def keypoints_to_pose_array(xyz_mm: np.ndarray, header: Header,
     """
     names = tuple(names)
     xyz = _check_xyz(xyz_mm, names) / MM_PER_M
-    wrist = names.index("wrist") if "wrist" in names else -1
     poses = []
-    for j, (x, y, z) in enumerate(xyz.tolist()):
-        qx, qy, qz, qw = wrist_orientation if j == wrist else IDENTITY_QUATERNION
-        poses.append(Pose(position=Point(x=x, y=y, z=z),
-                          orientation=Quaternion(x=float(qx), y=float(qy), z=float(qz), w=float(qw))))
-    return PoseArray(header=copy_header(header), poses=poses)
+    for x, y, z in xyz.tolist():
+        pose = Pose()  # orientation defaults to identity (w = 1)
+        position = pose.position
+        position.x, position.y, position.z = x, y, z
+        poses.append(pose)
+    if "wrist" in names:
+        poses[names.index("wrist")].orientation = _quaternion(wrist_orientation)
+    msg = PoseArray(header=copy_header(header))
+    msg.poses = poses
+    return msg
+
+
+def _quaternion(q) -> Quaternion:
+    qx, qy, qz, qw = (float(c) for c in q)
+    return Quaternion(x=qx, y=qy, z=qz, w=qw)
 
 
 def pose_array_to_keypoints(msg: PoseArray) -> np.ndarray:
@@ -150,12 +159,16 @@ def keypoints_to_transforms(xyz_mm: np.ndarray, header: Header, prefix: str = "h
     """One TransformStamped per keypoint: child `<prefix><name>` under header.frame_id."""
     names = tuple(names)
     xyz = _check_xyz(xyz_mm, names) / MM_PER_M
+    shared_header = copy_header(header)  # read-only once built: one object serves all transforms
     transforms = []
     for name, (x, y, z) in zip(names, xyz.tolist()):
-        t = TransformStamped(header=copy_header(header), child_frame_id=f"{prefix}{name}")
-        t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = x, y, z
-        qx, qy, qz, qw = wrist_orientation if name == "wrist" else IDENTITY_QUATERNION
-        t.transform.rotation = Quaternion(x=float(qx), y=float(qy), z=float(qz), w=float(qw))
+        t = TransformStamped()
+        t.header = shared_header
+        t.child_frame_id = prefix + name
+        translation = t.transform.translation
+        translation.x, translation.y, translation.z = x, y, z
+        if name == "wrist":
+            t.transform.rotation = _quaternion(wrist_orientation)
         transforms.append(t)
     return transforms
 

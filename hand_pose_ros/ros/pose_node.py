@@ -124,23 +124,28 @@ def qos_profile(kind: str, depth: int):
 
 def load_estimator(values: dict):
     """The HandPoseEstimator the parameters ask for. StartupError naming the file on failure."""
-    from ..data.localise import HandLocaliser
-    from ..inference.estimator import HandPoseEstimator
-
     path = resolve_share_path(values["model_path"] or DEFAULT_MODEL)
     if not path.is_file():
         raise StartupError(f"model file {path} does not exist (parameter model_path="
                            f"{values['model_path']!r}); train or export one, or point model_path at it")
+    from ..data.localise import HandLocaliser
+    from ..inference.estimator import HandPoseEstimator
+    # Backend options only go where they mean something (an explicit backend rejects others).
+    backend = values["backend"]
     options = {}
-    if values["engine_cache_dir"]:
-        options["engine_cache_dir"] = values["engine_cache_dir"]
+    if values["engine_cache_dir"] and backend in ("auto", "tensorrt"):
+        options["cache_dir"] = values["engine_cache_dir"]
     if values["cpu_threads"]:
-        options["threads"] = values["cpu_threads"]
+        if backend in ("auto", "onnxruntime"):
+            options["threads"] = values["cpu_threads"]
+        if backend in ("auto", "torch"):
+            import torch
+            torch.set_num_threads(values["cpu_threads"])
     if values["min_depth_mm"] >= values["max_depth_mm"]:
         raise StartupError(f"min_depth_mm={values['min_depth_mm']} must be below max_depth_mm={values['max_depth_mm']}")
     try:
         estimator = HandPoseEstimator.from_model_file(
-            path, backend=values["backend"],
+            path, backend=backend,
             device=None if values["device"] == "auto" else values["device"],
             precision=None if values["precision"] == "auto" else values["precision"],
             localiser=HandLocaliser(depth_range_mm=(values["min_depth_mm"], values["max_depth_mm"])),
@@ -240,7 +245,8 @@ class PoseNode:
             try:
                 self._handle(msg)
             except Exception as e:  # never let one frame kill the worker
-                self._set_state("inference_error", f"{type(e).__name__}: {e}")
+                self._state, self._detail = "inference_error", f"{type(e).__name__}: {e}"
+                self.log.error(f"failed on a frame: {self._detail}", throttle_duration_sec=WARN_EVERY_S)
 
     def _handle(self, msg) -> None:
         start = time.perf_counter()
@@ -292,14 +298,18 @@ class PoseNode:
         t = time.perf_counter()
         estimate = self.estimator.estimate(depth, cam, seed=self._seed)
         timings["estimate"] = (time.perf_counter() - t) * 1e3
-        stage_ms = getattr(estimate, "timings_ms", None) or {}
-        timings.update({k: float(v) for k, v in stage_ms.items()})
-        if estimate is None or not getattr(estimate, "valid", True):
+        if estimate is None:
             self._lose_track()
             return FrameResult("no_hand", f"no hand between {self.p['min_depth_mm']:.0f} and "
                                f"{self.p['max_depth_mm']:.0f} mm", depth_mm=depth, timings_ms=timings)
+        # The estimator's stages (localise, crop, infer, recover); its own total is "estimate".
+        timings.update({k: float(v) for k, v in estimate.timings_ms.items() if k != "total"})
+        if not estimate.valid:
+            self._lose_track()
+            return FrameResult("inference_error", f"estimate rejected: {estimate.reason}",
+                               depth_mm=depth, timings_ms=timings)
         xyz = np.asarray(estimate.xyz, dtype=np.float64)
-        confidence = float(np.mean(estimate.confidence)) if estimate.confidence is not None else 1.0
+        confidence = estimate.mean_confidence
         if not np.isfinite(xyz).all() or xyz.shape != (len(self.names), 3):
             self._lose_track()
             return FrameResult("inference_error", f"estimator returned invalid keypoints {xyz.shape}",
@@ -313,10 +323,10 @@ class PoseNode:
         stamp = conversions.stamp_to_seconds(msg.header.stamp)
         xyz = self._smooth(xyz, stamp)
         timings["filter"] = (time.perf_counter() - t) * 1e3
-        self._seed = estimate_seed(estimate)
+        self._seed = estimate  # the estimator searches near last frame's hand first
         uv = cam.xyz_to_uvd(xyz)[:, :2]
-        box = estimate_box(estimate)
-        if box is not None and box_outside_image(box, msg.width, msg.height):
+        box = tuple(float(b) for b in estimate.crop_box)
+        if box_outside_image(box, msg.width, msg.height):
             state, detail = "hand_at_border", (f"crop box {tuple(round(b) for b in box)} extends past the "
                                                f"{msg.width}x{msg.height} image: keypoints near the edge are less reliable")
         else:
@@ -360,8 +370,11 @@ class PoseNode:
         now = time.monotonic()
         if now - self._last_warning.get(state, -1e9) >= WARN_EVERY_S:
             self._last_warning[state] = now
-            log = self.log.error if level == "error" else self.log.warning
-            log(f"{STATES[state][1]}: {detail}")
+            # Two call sites on purpose: rclpy ties a logging call site to one severity.
+            if level == "error":
+                self.log.error(f"{STATES[state][1]}: {detail}")
+            else:
+                self.log.warning(f"{STATES[state][1]}: {detail}")
 
     def diagnostics_values(self) -> dict:
         values = {
@@ -396,19 +409,10 @@ class PoseNode:
         self._worker.join(timeout=5.0)
 
 
-def estimate_seed(estimate):
-    """The hint the estimator takes to search near last frame's hand (None if it has none)."""
-    return getattr(estimate, "com_uvd", None)
-
-
-def estimate_box(estimate):
-    box = getattr(estimate, "box", None)
-    return None if box is None else tuple(float(b) for b in box)
-
-
 def describe_estimator(estimator) -> str:
-    describe = getattr(estimator, "describe", None)
-    return describe() if callable(describe) else type(estimator).__name__
+    """'onnxruntime cpu fp32' (what runs, for logs and diagnostics)."""
+    d = estimator.describe()
+    return " ".join(str(d[k]) for k in ("backend", "device", "precision") if d.get(k))
 
 
 def make_tf_sender(node):

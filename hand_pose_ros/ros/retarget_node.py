@@ -1,0 +1,298 @@
+"""The retarget node (executable retarget_node, node name hand_retarget): hand keypoints in,
+robot hand joint commands out, through hand_pose_ros.retarget.RetargetPipeline.
+
+Subscribes  /hand_pose/joints (geometry_msgs/PoseArray: 21 keypoints, canonical order, metres)
+Publishes   /hand_retarget/joint_commands (sensor_msgs/JointState, URDF angles, the robot's
+            joint names; stamped with the pose message's stamp, so latency is end to end)
+            optional driver adapters (output_adapters, comma separated):
+              leap                 sensor_msgs/JointState on leap_topic, angles + the spec's
+                                   command offset (LEAP: URDF + pi)
+              float64_multi_array  std_msgs/Float64MultiArray for a ros2_control position
+                                   controller (Allegro), spec joint order
+              joint_trajectory     trajectory_msgs/JointTrajectory, one point (Shadow)
+            /diagnostics (diagnostic_msgs/DiagnosticArray): input/output rate, latency,
+            retarget time, state (waiting, tracking, holding, ramping to safe pose, at safe pose)
+A timer drives hold and ramp while pose messages stop. Nothing is published before the first
+usable hand (state 'waiting'). All parameters are read-only, validated at start-up; see
+config/retarget_<hand>.yaml. Runs on Humble's and Kilted's rclpy.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+
+import numpy as np
+
+from hand_pose_ros.retarget import PipelineConfig, RetargetPipeline, SafetyConfig, load_hand_spec, make_retargeter
+from hand_pose_ros.retarget.pipeline import FILTER_TARGETS
+from hand_pose_ros.retarget.safety import TRACKING, WAITING
+from hand_pose_ros.retarget.spec import SpecError
+
+from . import conversions
+from .params import Param, ParameterError, declare_all
+
+NODE_NAME = "hand_retarget"
+ADAPTERS = ("leap", "float64_multi_array", "joint_trajectory")
+WARN_EVERY_S = 5.0
+
+PARAMS = [
+    Param("robot_hand", "leap", "Robot hand spec: a name under config/hands (leap, allegro, "
+          "shadow) or a path to a spec YAML file.", read_only=True),
+    Param("retargeter", "analytic", "analytic: angles from keypoint geometry (fast, no URDF); "
+          "optimisation: dex-retargeting on the hand's URDF.", choices=("analytic", "optimisation"),
+          read_only=True),
+    Param("optimisation_method", "vector", "dex-retargeting optimiser for retargeter=optimisation.",
+          choices=("vector", "dexpilot"), read_only=True),
+    Param("handedness", "right", "Which human hand is tracked (a left hand drives the robot "
+          "as its mirror image).", choices=("right", "left"), read_only=True),
+    Param("input_topic", "/hand_pose/joints", "PoseArray of the 21 keypoints (metres).", read_only=True),
+    Param("output_topic", "/hand_retarget/joint_commands", "JointState commands (URDF angles).",
+          read_only=True),
+    Param("qos", "sensor_data", "QoS of the keypoint subscription (sensor_data = best effort, "
+          "newest only; matches reliable publishers too).", choices=("sensor_data", "reliable"),
+          read_only=True),
+    Param("filter_target", "joints", "Where the One Euro filter runs (never both: two strong "
+          "filters only add lag).", choices=FILTER_TARGETS, read_only=True),
+    Param("filter_min_cutoff", 1.0, "One Euro cutoff at rest (Hz).", range=(0.01, 100.0), read_only=True),
+    Param("filter_beta", 0.5, "One Euro speed coefficient, per unit/s of the filtered signal "
+          "(rad/s for joints, m/s for keypoints).", range=(0.0, 10000.0), read_only=True),
+    Param("filter_d_cutoff", 1.0, "One Euro cutoff of the speed estimate (Hz).", range=(0.01, 100.0),
+          read_only=True),
+    Param("max_joint_velocity", 3.0, "Velocity clamp for every joint (rad/s), also capped by "
+          "the hand's own limits.", range=(0.01, 100.0), read_only=True),
+    Param("hold_timeout", 0.5, "Seconds to hold the last command after tracking is lost.",
+          range=(0.0, 60.0), read_only=True),
+    Param("ramp_time", 2.0, "Seconds to ramp to the safe pose after the hold.", range=(0.0, 600.0),
+          read_only=True),
+    Param("ramp_speed", 0.0, "If > 0: ramp at this speed (rad/s) instead of over ramp_time.",
+          range=(0.0, 100.0), read_only=True),
+    Param("min_valid_keypoints", 15, "Fewer usable keypoints than this count as tracking lost.",
+          range=(4, 21), read_only=True),
+    Param("max_keypoint_range", 5.0, "Keypoints farther than this from the camera (m) are unusable.",
+          range=(0.1, 100.0), read_only=True),
+    Param("timer_rate", 30.0, "Rate (Hz) of the timer that holds / ramps when input stops.",
+          range=(1.0, 1000.0), read_only=True),
+    Param("output_adapters", "", "Driver outputs besides JointState, comma separated: "
+          "leap, float64_multi_array, joint_trajectory (empty: none).", read_only=True),
+    Param("leap_topic", "/cmd_leap", "LEAP driver topic (JointState, angles + pi).", read_only=True),
+    Param("position_controller_topic", "/hand_position_controller/commands",
+          "ros2_control position controller topic (Float64MultiArray).", read_only=True),
+    Param("trajectory_topic", "/hand_trajectory_controller/joint_trajectory",
+          "Trajectory controller topic (JointTrajectory).", read_only=True),
+    Param("trajectory_time_from_start", 0.05, "time_from_start of the JointTrajectory point (s).",
+          range=(0.0, 10.0), read_only=True),
+    Param("diagnostics_period", 1.0, "Period of the /diagnostics status (s).", range=(0.1, 60.0),
+          read_only=True),
+]
+
+# state -> diagnostic level
+LEVELS = {"waiting": "ok", "tracking": "ok", "holding": "warn", "ramping to safe pose": "warn",
+          "at safe pose": "warn"}
+
+
+class StartupError(RuntimeError):
+    """The node cannot start with these parameters (the message says which and why)."""
+
+
+def parse_adapters(text: str) -> list:
+    names = [a.strip().lower() for a in str(text).split(",") if a.strip()]
+    unknown = [a for a in names if a not in ADAPTERS]
+    if unknown:
+        raise ParameterError(f"parameter 'output_adapters' = {text!r}: unknown {unknown}; "
+                             f"choose from {list(ADAPTERS)}")
+    return list(dict.fromkeys(names))
+
+
+def build_pipeline(p: dict) -> RetargetPipeline:
+    """The retargeting pipeline the parameters describe (no ROS here)."""
+    try:
+        spec = load_hand_spec(p["robot_hand"])
+        options = {"method": p["optimisation_method"]} if p["retargeter"] == "optimisation" else {}
+        retargeter = make_retargeter(spec, p["retargeter"], **options)
+        config = PipelineConfig(
+            handedness=p["handedness"], filter_target=p["filter_target"],
+            filter_min_cutoff=p["filter_min_cutoff"], filter_beta=p["filter_beta"],
+            filter_d_cutoff=p["filter_d_cutoff"], min_valid_keypoints=p["min_valid_keypoints"],
+            max_keypoint_range=p["max_keypoint_range"],
+            safety=SafetyConfig(max_velocity=p["max_joint_velocity"], hold_timeout=p["hold_timeout"],
+                                ramp_time=p["ramp_time"], ramp_speed=p["ramp_speed"]))
+        return RetargetPipeline(spec, retargeter, config)
+    except (SpecError, ValueError) as e:
+        raise StartupError(str(e)) from None
+
+
+class RetargetNode:
+    def __init__(self, node):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseArray
+        from sensor_msgs.msg import JointState
+
+        self.node = node
+        try:
+            self.p = declare_all(node, PARAMS)
+            self.adapters = parse_adapters(self.p["output_adapters"])
+        except ParameterError as e:
+            raise StartupError(str(e)) from None
+        self.pipeline = build_pipeline(self.p)
+        spec = self.pipeline.spec
+        self.joint_names = list(spec.joint_names)
+        self.offset = spec.command_offset
+
+        self.pub_commands = node.create_publisher(JointState, self.p["output_topic"], 10)
+        self.pub_adapters = self._adapter_publishers()
+        self.pub_diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        node.create_subscription(PoseArray, self.p["input_topic"], self._on_pose, self._qos())
+        self._timer_period = 1.0 / self.p["timer_rate"]
+        node.create_timer(self._timer_period, self._on_timer)
+        node.create_timer(self.p["diagnostics_period"], self._publish_diagnostics)
+
+        self._inputs = deque(maxlen=1000)       # receive times (monotonic) of pose messages
+        self._outputs = deque(maxlen=1000)      # publish times of commands
+        self._latencies_ms = deque(maxlen=200)  # pose stamp -> command publish
+        self._retarget_ms = deque(maxlen=200)
+        self._warned: dict = {}
+        node.get_logger().info(
+            f"retargeting {self.p['handedness']} hand -> {spec.name} ({len(self.joint_names)} joints, "
+            f"{self.p['retargeter']}) from {self.p['input_topic']} to {self.p['output_topic']}"
+            + (f", adapters: {', '.join(self.adapters)}" if self.adapters else ""))
+
+    # ------------------------------------------------------------------ set-up
+    def _qos(self):
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        reliability = (ReliabilityPolicy.BEST_EFFORT if self.p["qos"] == "sensor_data"
+                       else ReliabilityPolicy.RELIABLE)
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability,
+                          durability=DurabilityPolicy.VOLATILE)
+
+    def _adapter_publishers(self) -> dict:
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Float64MultiArray
+        from trajectory_msgs.msg import JointTrajectory
+
+        kinds = {"leap": (JointState, "leap_topic"),
+                 "float64_multi_array": (Float64MultiArray, "position_controller_topic"),
+                 "joint_trajectory": (JointTrajectory, "trajectory_topic")}
+        return {name: self.node.create_publisher(kinds[name][0], self.p[kinds[name][1]], 10)
+                for name in self.adapters}
+
+    # ------------------------------------------------------------------ callbacks
+    def _now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def _on_pose(self, msg) -> None:
+        self._inputs.append(time.monotonic())
+        keypoints = None
+        if msg.poses:  # an empty PoseArray means no hand
+            keypoints = conversions.pose_array_to_keypoints(msg) / conversions.MM_PER_M  # [J, 3] m
+            if keypoints.shape != (21, 3):
+                self._warn("count", f"PoseArray on {self.p['input_topic']} has {len(msg.poses)} poses, "
+                                    "expected 21 (canonical keypoints): treated as no hand")
+                keypoints = None
+        try:
+            command = self.pipeline.update(keypoints, self._now())
+        except Exception as e:  # keep commanding safely whatever went wrong
+            self._warn("error", f"retargeting failed ({type(e).__name__}: {e}): holding")
+            command = self.pipeline.safety.step(None, self._now())
+        if self.pipeline.state == TRACKING:
+            self._retarget_ms.append(self.pipeline.last_retarget_seconds * 1e3)
+        self._publish(command, msg.header.stamp)
+
+    def _on_timer(self) -> None:
+        command = self.pipeline.tick(self._now(), stale_after=1.5 * self._timer_period)
+        if command is not None:
+            self._publish(command, self.node.get_clock().now().to_msg())
+
+    def _publish(self, command: np.ndarray, stamp) -> None:
+        from sensor_msgs.msg import JointState
+
+        if self.pipeline.state == WAITING:
+            return  # nothing to say before the first usable hand
+        positions = [float(v) for v in command]
+        self.pub_commands.publish(self._joint_state(JointState, positions, stamp))
+        if self.pub_adapters:
+            driver = [float(v) for v in command + self.offset]
+            for name, publisher in self.pub_adapters.items():
+                publisher.publish(self._adapter_message(name, driver, stamp))
+        self._outputs.append(time.monotonic())
+        if stamp.sec or stamp.nanosec:
+            self._latencies_ms.append((self._now() - (stamp.sec + stamp.nanosec * 1e-9)) * 1e3)
+
+    def _joint_state(self, JointState, positions: list, stamp):
+        msg = JointState()
+        msg.header.stamp = stamp
+        msg.name = list(self.joint_names)
+        msg.position = positions
+        return msg
+
+    def _adapter_message(self, name: str, positions: list, stamp):
+        if name == "leap":
+            from sensor_msgs.msg import JointState
+            return self._joint_state(JointState, positions, stamp)
+        if name == "float64_multi_array":
+            from std_msgs.msg import Float64MultiArray
+            return Float64MultiArray(data=positions)
+        from builtin_interfaces.msg import Duration
+        from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+        seconds = self.p["trajectory_time_from_start"]
+        point = JointTrajectoryPoint(positions=positions, time_from_start=Duration(
+            sec=int(seconds), nanosec=int(round((seconds - int(seconds)) * 1e9))))
+        msg = JointTrajectory(joint_names=list(self.joint_names), points=[point])
+        msg.header.stamp = stamp
+        return msg
+
+    def _warn(self, kind: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(kind, -1e9) >= WARN_EVERY_S:
+            self._warned[kind] = now
+            self.node.get_logger().warning(text)
+
+    # ------------------------------------------------------------------ diagnostics
+    def diagnostics_values(self) -> dict:
+        def rate(times) -> float:
+            now = time.monotonic()
+            recent = [t for t in times if now - t <= 2.0]
+            return len(recent) / 2.0
+
+        mean = lambda xs: float(np.mean(xs)) if xs else 0.0  # noqa: E731
+        return {"state": self.pipeline.state, "robot_hand": self.pipeline.spec.name,
+                "retargeter": self.p["retargeter"], "input_rate_hz": rate(self._inputs),
+                "output_rate_hz": rate(self._outputs), "latency_ms_mean": mean(self._latencies_ms),
+                "latency_ms_max": float(max(self._latencies_ms, default=0.0)),
+                "retarget_ms_mean": mean(self._retarget_ms),
+                "valid_keypoints": self.pipeline.last_valid_keypoints}
+
+    def _publish_diagnostics(self) -> None:
+        state = self.pipeline.state
+        self.pub_diagnostics.publish(conversions.diagnostic_array(
+            self.node.get_clock().now().to_msg(), f"{self.node.get_name()}: retargeting",
+            self.pipeline.spec.name, LEVELS[state], state, self.diagnostics_values()))
+
+
+def main(argv=None) -> int:
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=argv)
+    node = rclpy.create_node(NODE_NAME)
+    try:
+        try:
+            RetargetNode(node)
+        except StartupError as e:
+            node.get_logger().error(f"start-up failed: {e}")
+            return 1
+        try:
+            rclpy.spin(node)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        return 0
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
