@@ -1,0 +1,86 @@
+"""The pipeline monitor of `hand-pose run` / demo, fed by a fake pose source over DDS:
+its keypoint error, latency and rate figures are computed correctly."""
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from geometry_msgs.msg import PoseArray  # noqa: E402
+from sensor_msgs.msg import CameraInfo, JointState  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from hand_pose_ros.camera import Intrinsics  # noqa: E402
+from hand_pose_ros.ros import conversions as conv  # noqa: E402
+from hand_pose_ros.ros.launch_plan import GROUND_TRUTH_TOPIC, JOINTS_TOPIC, RETARGET_TOPIC  # noqa: E402
+from hand_pose_ros.ros.monitor import PipelineMonitor, keypoint_error_mm, latency_trend  # noqa: E402
+
+pytestmark = pytest.mark.ros
+INFO_TOPIC = "/monitor_test/camera_info"
+
+
+def test_keypoint_error_is_the_mean_joint_distance():
+    truth = np.zeros((21, 3))
+    pred = truth.copy()
+    pred[:, 0] += 3.0
+    pred[:, 1] += 4.0
+    assert keypoint_error_mm(pred, truth) == pytest.approx(5.0)
+    pred[0] += (0.0, 0.0, 21 * 10.0)  # one joint off by a lot moves the mean by its share
+    assert keypoint_error_mm(pred, truth) == pytest.approx((20 * 5.0 + np.hypot(5.0, 210.0)) / 21)
+    with pytest.raises(ValueError, match="shape"):
+        keypoint_error_mm(np.zeros((14, 3)), truth)
+
+
+def test_latency_trend_compares_first_and_last_quarters():
+    samples = [(float(i), 10.0 + i) for i in range(40)]
+    first, last = latency_trend(samples)
+    assert first == pytest.approx(14.5) and last == pytest.approx(44.5)
+    assert latency_trend(samples[:5]) == (None, None)
+
+
+def test_monitor_matches_keypoints_to_ground_truth_by_stamp(ros):
+    from hand_pose_ros.ros.run import MonitorThread
+
+    watcher = MonitorThread(INFO_TOPIC)
+    try:
+        monitor: PipelineMonitor = watcher.monitor
+        truth_pub = ros.publisher(PoseArray, GROUND_TRUTH_TOPIC, 50)
+        joints_pub = ros.publisher(PoseArray, JOINTS_TOPIC, 50)
+        info_pub = ros.publisher(CameraInfo, INFO_TOPIC)
+        retarget_pub = ros.publisher(JointState, RETARGET_TOPIC, 50)
+        for p in (truth_pub, joints_pub, info_pub, retarget_pub):
+            ros.wait_for_subscribers(p)
+        monitor.start_window()
+
+        rng = np.random.default_rng(0)
+        offset = np.array([3.0, 4.0, 0.0])  # every joint 5 mm off
+        frames = 20
+        for i in range(frames):
+            header = Header(stamp=ros.now_msg(), frame_id="cam")
+            truth = rng.uniform(-80, 80, (21, 3)) + (0, 0, 500)
+            info_pub.publish(conv.camera_info_msg(Intrinsics(386.0, 386.0, 320.0, 240.0, 640, 480), header))
+            estimate = conv.keypoints_to_pose_array(truth + offset, header)
+            gt = conv.keypoints_to_pose_array(truth, header)
+            if i % 2:  # ground truth first on odd frames, estimate first on even ones
+                truth_pub.publish(gt)
+                joints_pub.publish(estimate)
+            else:
+                joints_pub.publish(estimate)
+                truth_pub.publish(gt)
+            retarget_pub.publish(JointState(header=header, name=["j0", "j1"], position=[0.1, 0.2]))
+            time.sleep(0.02)
+        # Estimates whose stamp has no ground truth are not scored.
+        stray = Header(stamp=Time(sec=1, nanosec=0), frame_id="cam")
+        joints_pub.publish(conv.keypoints_to_pose_array(np.full((21, 3), 900.0), stray))
+        ros.wait_for(lambda: monitor.summary()["frames_out"] == frames + 1, 10, what="all estimates")
+        ros.wait_for(lambda: monitor.summary()["error_frames"] == frames, 10, what="all matches")
+        summary = monitor.summary()
+    finally:
+        watcher.close()
+    assert summary["mean_error_mm"] == pytest.approx(5.0, abs=1e-6)
+    assert summary["frames_in"] == frames and summary["retarget_frames"] == frames
+    assert summary["retarget_non_finite"] == 0 and summary["non_finite_outputs"] == 0
+    assert 0 <= summary["latency_ms_p50"] < 1000 and summary["latency_ms_p99"] >= summary["latency_ms_p50"]
+    assert summary["fps"] > 0 and summary["input_fps"] > 0
