@@ -330,7 +330,7 @@ def test_localiser_seed_keeps_the_tracked_hand():
 def test_bench_preprocess_reports_stages():
     result = bench_preprocess(frames=5, warmup=1)
     assert result["frames"] == 5 and result["hand_found_fraction"] == 1.0 and result["threads"] == 1
-    for stage in ("decode", "localise", "crop", "total"):
+    for stage in ("decode", "localise", "crop", "total", "total_cpu"):
         timing = result[f"{stage}_ms"]
         assert 0 < timing["p50"] <= timing["p95"] and timing["mean"] > 0
     import json
