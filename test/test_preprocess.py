@@ -79,6 +79,16 @@ def test_crop_value_ranges():
     assert (corner.image == 0).all()
 
 
+def test_nan_and_inf_depths_are_background():
+    depth = scene()
+    depth[240:260, 320:340] = np.nan
+    depth[200:210, 300:310] = np.inf
+    crop = crop_hand(depth, (330, 250, 720.0), NYU, 150.0)
+    assert np.isfinite(crop.image).all()
+    batch = crop_batch_torch(torch.from_numpy(depth)[None], torch.tensor([[330.0, 250.0, 720.0]]), NYU, 150.0)
+    np.testing.assert_allclose(batch.image[0].numpy(), crop.image, atol=1e-4)
+
+
 def test_cube_window_is_strict():
     depth = np.zeros((100, 100), np.float32)
     depth[:, :50] = 850.0             # exactly com_d + cube: dropped

@@ -164,6 +164,9 @@ def crop_hand(depth_mm: np.ndarray, com_uvd, cam: Intrinsics, half_cube_mm: floa
     keep = (taps > centre - cube) & (taps < centre + cube) & (taps > 0)
     values = taps - centre
     values *= keep        # background -> +-0; the interpolation below turns -0 into +0
+    if not np.isfinite(values.sum()):
+        # NaN / inf depths (an undecoded float image) would survive "* 0"
+        values = np.where(keep, values, np.float32(0))
 
     n = out_size
     top_row = values[:n, :n] + (values[:n, n:] - values[:n, :n]) * wx
@@ -232,7 +235,7 @@ def crop_batch_torch(depth, com_uvd, cam: Intrinsics, half_cube_mm, out_size: in
     cube32 = cube.to(torch.float32)[:, None, None]
     keep = (taps > centre - cube32) & (taps < centre + cube32) & (taps > 0)
     keep &= row_ok[:, :, None] & col_ok[:, None, :]
-    values = (taps - centre) * keep
+    values = torch.where(keep, taps - centre, torch.zeros((), device=device))
 
     n = out_size
     wx = frac[:, None, :]
