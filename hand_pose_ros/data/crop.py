@@ -162,11 +162,13 @@ def crop_hand(depth_mm: np.ndarray, com_uvd, cam: Intrinsics, half_cube_mm: floa
     centre = np.float32(com[2])
     cube = np.float32(half_cube_mm)
     keep = (taps > centre - cube) & (taps < centre + cube) & (taps > 0)
-    values = taps - centre
-    values *= keep        # background -> +-0; the interpolation below turns -0 into +0
-    if not np.isfinite(values.sum()):
-        # NaN / inf depths (an undecoded float image) would survive "* 0"
-        values = np.where(keep, values, np.float32(0))
+    with np.errstate(invalid="ignore", over="ignore"):
+        values = taps - centre
+        values *= keep    # background -> +-0; the interpolation below turns -0 into +0
+        finite = np.isfinite(values.sum())
+    if not finite:
+        # NaN / inf depths (an undecoded float image) survive "* 0": mask them properly
+        values = np.where(keep, taps - centre, np.float32(0))
 
     n = out_size
     top_row = values[:n, :n] + (values[:n, n:] - values[:n, :n]) * wx
