@@ -1,0 +1,79 @@
+"""A RealSense-like depth sensor model applied to rendered depth (mm, 0 = invalid).
+
+In order:
+1. silhouette dropout: pixels at a depth discontinuity (a 4-neighbour differs by more than
+   `edge_threshold_mm`, or is invalid) are dropped with probability `edge_drop_prob`
+   (stereo matching fails at object borders);
+2. Gaussian depth noise with sigma = noise_base_mm + noise_k_per_mm * z^2 (stereo depth
+   error grows with the square of the distance: Intel's RMS formula
+   z^2 * subpixel / (f_px * baseline) = z^2 * 0.08 / (386 * 50 mm) ~ 4e-6 z^2 for a D435
+   at 640x480);
+3. random holes: discs of radius `hole_radius_px`, `holes_per_frame` on average per
+   640x480 pixels (scaled with the rendered area), plus isolated pixel dropout;
+4. range limits and quantisation to `quantise_mm` (1 mm: what a uint16 mm image stores).
+"""
+from __future__ import annotations
+
+import torch
+
+_REFERENCE_PIXELS = 640 * 480
+MAX_HOLES = 6        # at most this many hole discs per frame (Bernoulli slots)
+
+
+def silhouette_edges(depth: torch.Tensor, threshold_mm: float) -> torch.Tensor:
+    """[B, H, W] -> bool [B, H, W]: valid pixels next to a jump of more than threshold_mm
+    or next to an invalid pixel (4-neighbourhood; image borders are not edges)."""
+    valid = depth > 0
+    padded = torch.nn.functional.pad(depth[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+    edge = torch.zeros_like(valid)
+    centre = padded[:, 1:-1, 1:-1]
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        neighbour = padded[:, dy:dy + depth.shape[1], dx:dx + depth.shape[2]]
+        edge |= (neighbour <= 0) | ((neighbour - centre).abs() > threshold_mm)
+    return edge & valid
+
+
+def apply_sensor(depth: torch.Tensor, generator: torch.Generator, config) -> torch.Tensor:
+    """Noisy, holed, quantised copy of a clean depth batch [B, H, W] (mm, 0 = invalid).
+    `config` is a SyntheticConfig (its sensor fields are used)."""
+    g_dev = generator.device
+    batch, height, width = depth.shape
+    out = depth.clone()
+    if config.noise:
+        edges = silhouette_edges(depth, config.edge_threshold_mm)
+        drop = torch.rand(depth.shape, generator=generator, device=g_dev).to(depth.device)
+        out = torch.where(edges & (drop < config.edge_drop_prob), torch.zeros_like(out), out)
+        out = torch.where(drop > 1 - config.pixel_dropout, torch.zeros_like(out), out)
+
+        sigma = config.noise_base_mm + config.noise_k_per_mm * depth * depth
+        noise = torch.randn(depth.shape, generator=generator, device=g_dev).to(depth.device)
+        out = torch.where(out > 0, out + sigma * noise, out)
+
+        out = out * ~_hole_mask(batch, height, width, generator, config).to(depth.device)
+    valid = (out >= config.min_range_mm) & (out <= config.max_range_mm)
+    if config.quantise_mm > 0:
+        out = torch.round(out / config.quantise_mm) * config.quantise_mm
+    return torch.where(valid, out, torch.zeros_like(out))
+
+
+def _hole_mask(batch: int, height: int, width: int, generator: torch.Generator, config) -> torch.Tensor:
+    """bool [B, H, W]: union of random discs (each of MAX_HOLES slots present with
+    probability holes_per_frame * area / (640*480) / MAX_HOLES, capped at 1)."""
+    g_dev = generator.device
+    expected = config.holes_per_frame * height * width / _REFERENCE_PIXELS
+    present_prob = min(1.0, expected / MAX_HOLES)
+    u = torch.rand(batch, MAX_HOLES, 4, generator=generator, device=g_dev)
+    present = u[..., 0] < present_prob
+    centre_x = u[..., 1] * width
+    centre_y = u[..., 2] * height
+    low, high = config.hole_radius_px
+    radius = low + (high - low) * u[..., 3]
+    rows = torch.arange(height, device=g_dev, dtype=torch.float32)
+    cols = torch.arange(width, device=g_dev, dtype=torch.float32)
+    mask = torch.zeros(batch, height, width, dtype=torch.bool, device=g_dev)
+    for k in range(MAX_HOLES):
+        dy2 = (rows[None, :] - centre_y[:, k:k + 1]) ** 2                    # [B, H]
+        dx2 = (cols[None, :] - centre_x[:, k:k + 1]) ** 2                    # [B, W]
+        inside = dy2[:, :, None] + dx2[:, None, :] <= (radius[:, k] ** 2)[:, None, None]
+        mask |= inside & present[:, k, None, None]
+    return mask
