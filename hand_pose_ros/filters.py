@@ -80,11 +80,11 @@ class OneEuroFilter:
 
         # Elements with no history (new, or back after a gap) restart from the raw sample.
         restart = finite & np.isnan(self._value)
-        value_hat[restart] = x[restart]
-        speed_hat[restart] = 0.0
+        value_hat = np.where(restart, x, value_hat)
+        speed_hat = np.where(restart, 0.0, speed_hat)
         # Elements missing now lose their history (NaN) so they restart when they return.
-        value_hat[~finite] = np.nan
-        speed_hat[~finite] = np.nan
+        value_hat = np.where(finite, value_hat, np.nan)
+        speed_hat = np.where(finite, speed_hat, np.nan)
 
         self._value, self._speed, self._t = value_hat, speed_hat, t
         return value_hat.copy()

@@ -59,7 +59,9 @@ def hand_frame(keypoints, handedness: str) -> tuple[np.ndarray, np.ndarray]:
     if mirror:
         z = -z
     axes = np.stack([x, y, z], axis=-1)  # [..., 3, 3], columns are the axes
-    return origin, axes
+    # All or nothing: a frame with any undefined axis is undefined.
+    ok = np.isfinite(axes).all(axis=(-2, -1)) & np.isfinite(origin).all(axis=-1)
+    return np.where(ok[..., None], origin, np.nan), np.where(ok[..., None, None], axes, np.nan)
 
 
 def to_hand_frame(keypoints, handedness: str) -> np.ndarray:

@@ -108,9 +108,9 @@ class SafetyLimiter:
             self._ramp_from = self.command.copy()
             self._ramp_start = self._last_valid + self.config.hold_timeout
         if self.config.ramp_speed > 0:
-            goal = self.safe_pose
             speed = np.minimum(self.config.ramp_speed, self.max_velocity)
-            command = self._limited(goal, dt, speed)
+            ramp_dt = max(0.0, min(dt, t - self._ramp_start))  # only time since the ramp began
+            command = self._limited(self.safe_pose, ramp_dt, speed)
         else:
             ramp_time = self.config.ramp_time
             fraction = 1.0 if ramp_time <= 0 else min(1.0, (t - self._ramp_start) / ramp_time)

@@ -1,0 +1,144 @@
+"""Hand frame and robot hand specs (config/hands): conventions, validation, URDF agreement."""
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from hand_pose_ros.keypoints import CANONICAL
+from hand_pose_ros.retarget import SpecError, available_hands, load_hand_spec
+from hand_pose_ros.retarget.hand_frame import hand_frame, to_hand_frame
+from hand_pose_ros.retarget.human_hand import named_pose, place_in_camera, random_rotation
+from hand_pose_ros.retarget.spec import FEATURES, hands_dir
+
+HANDS = hands_dir()
+
+
+# ---------------------------------------------------------------- hand frame
+def test_hand_frame_axes_follow_the_palm_for_both_hands():
+    rng = np.random.default_rng(0)
+    for handedness, det in (("right", 1.0), ("left", -1.0)):
+        local = named_pose("open", handedness)
+        rotation, translation = random_rotation(rng), rng.uniform(-0.3, 0.3, 3) + [0, 0, 0.6]
+        origin, axes = hand_frame(place_in_camera(local, rotation, translation), handedness)
+        np.testing.assert_allclose(origin, translation, atol=1e-12)
+        np.testing.assert_allclose(axes.T @ axes, np.eye(3), atol=1e-12)
+        assert np.linalg.det(axes) == pytest.approx(det)
+        # x points from the wrist to the middle MCP, y toward the index side.
+        x, y = axes[:, 0], axes[:, 1]
+        camera_kp = place_in_camera(local, rotation, translation)
+        assert x @ (camera_kp[CANONICAL.index("middle_mcp")] - origin) > 0.08
+        assert y @ (camera_kp[CANONICAL.index("index_mcp")] - camera_kp[CANONICAL.index("pinky_mcp")]) > 0.05
+
+
+def test_hand_frame_coordinates_ignore_the_camera_and_mirror_left_onto_right():
+    rng = np.random.default_rng(1)
+    for name in ("open", "fist", "pinch", "point"):
+        right = named_pose(name, "right")
+        for _ in range(5):
+            rotation, translation = random_rotation(rng), rng.uniform(-1, 1, 3)
+            np.testing.assert_allclose(to_hand_frame(place_in_camera(right, rotation, translation), "right"),
+                                       right, atol=1e-12)
+            left = place_in_camera(named_pose(name, "left"), rotation, translation)
+            np.testing.assert_allclose(to_hand_frame(left, "left"), right, atol=1e-12)
+
+
+def test_hand_frame_is_nan_when_the_palm_is_missing_or_degenerate():
+    kp = named_pose("open")
+    missing = kp.copy()
+    missing[CANONICAL.index("pinky_mcp")] = np.nan
+    collapsed = np.zeros((21, 3))
+    batch = np.stack([kp, missing, collapsed])
+    local = to_hand_frame(batch, "right")
+    assert np.isfinite(local[0]).all()
+    assert np.isnan(local[1]).all() and np.isnan(local[2]).all()
+    with pytest.raises(ValueError, match="handedness"):
+        hand_frame(kp, "both")
+    with pytest.raises(ValueError, match="shape"):
+        hand_frame(kp[:20], "right")
+
+
+# ---------------------------------------------------------------- specs
+def test_every_shipped_hand_loads_with_its_public_joint_counts():
+    counts = {"leap": 16, "allegro": 16, "shadow": 24}
+    assert set(counts) <= set(available_hands())
+    for name, n in counts.items():
+        spec = load_hand_spec(name)
+        assert len(spec.joint_names) == n == len(set(spec.joint_names))
+        assert np.all(spec.lower < spec.upper)
+        assert np.all((spec.lower <= spec.safe_pose) & (spec.safe_pose <= spec.upper))
+        gains, offsets = spec.analytic_matrix()
+        assert gains.shape == (len(FEATURES), n) and offsets.shape == (n,)
+    leap = load_hand_spec("leap")
+    assert leap.joint_names == tuple(str(i) for i in range(16))
+    np.testing.assert_allclose(leap.command_offset, np.pi)
+    assert load_hand_spec(HANDS / "leap.yaml").joint_names == leap.joint_names
+
+
+def test_leap_urdf_matches_the_spec_and_has_the_public_dimensions():
+    pin = pytest.importorskip("pinocchio")
+    from hand_pose_ros.retarget.kinematics import HandKinematics
+
+    spec = load_hand_spec("leap")
+    model = pin.buildModelFromUrdf(str(spec.urdf))
+    assert model.nq == 16
+    for joint in spec.joints:
+        i = model.joints[model.getJointId(joint.name)].idx_q
+        assert (model.lowerPositionLimit[i], model.upperPositionLimit[i]) == pytest.approx((joint.lower, joint.upper))
+    kin = HandKinematics(spec)
+    tips = kin.link_positions(np.zeros(16), ["thumb_tip", "index_tip", "middle_tip", "ring_tip"])
+    # Flat hand: fingertips 228 mm from the wrist along x, 45.5 mm apart; the thumb sideways.
+    np.testing.assert_allclose(tips[1:, 0], 0.228, atol=1e-3)
+    np.testing.assert_allclose(np.diff(tips[1:, 1]), -0.0455, atol=1e-3)
+    assert tips[0, 1] > 0.17
+    # Flexing the MCPs moves fingertips toward the palm (-z); LEAP's "0" turns the index ulnar.
+    q = np.zeros(16)
+    q[[1, 5, 9]] = 1.0
+    assert np.all(kin.link_positions(q, ["index_tip", "middle_tip", "ring_tip"])[:, 2] < -0.08)
+    q = np.zeros(16)
+    q[0] = 0.3
+    assert kin.link_positions(q, ["index_tip"])[0, 1] < tips[1, 1] - 0.01
+
+
+def _write_spec(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load((HANDS / "leap.yaml").read_text())
+    data["urdf"] = str(HANDS / "leap.urdf")
+    mutate(data)
+    path = tmp_path / "hand.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.pop("joints"), "missing required key 'joints'"),
+    (lambda d: d["joints"][0].update(lower=2.0), "lower 2.0 >= upper"),
+    (lambda d: d["joints"][1].update(safe=3.0), "safe pose 3.0 is outside"),
+    (lambda d: d["joints"][1].update(lower="low"), "must be a finite number"),
+    (lambda d: d["joints"][2].update(group="toe"), "group 'toe'"),
+    (lambda d: d["joints"].append(dict(d["joints"][0])), "appears twice"),
+    (lambda d: d["analytic"].pop("3"), "no entry for joints ['3']"),
+    (lambda d: d["analytic"]["3"].update(index_twist=1.0), "unknown feature 'index_twist'"),
+    (lambda d: d["joints"][1].update(upper=3.0), "exceed the URDF"),
+    (lambda d: d["optimization"].update(wrist_link="nowhere"), "'nowhere' is not a link"),
+    (lambda d: d["optimization"]["vector_targets"].append({"human": ["wrist", "elbow"], "robot": ["base", "base"]}),
+     "'elbow' is not a canonical keypoint"),
+    (lambda d: d.update(command_offset=[0.0, 1.0]), "command_offset has 2 values for 16 joints"),
+    (lambda d: d.update(urdf="missing.urdf"), "urdf 'missing.urdf' not found"),
+])
+def test_bad_specs_are_refused_with_the_file_and_the_problem_named(tmp_path, mutate, message):
+    path = _write_spec(tmp_path, mutate)
+    with pytest.raises(SpecError) as e:
+        load_hand_spec(path)
+    assert str(path) in str(e.value) and message in str(e.value)
+
+
+def test_unknown_hand_names_list_the_known_ones(tmp_path):
+    with pytest.raises(SpecError, match="known: .*leap"):
+        load_hand_spec("no_such_hand")
+    (tmp_path / "broken.yaml").write_text(textwrap.dedent("""\
+        name: x
+        joints: [oops
+    """))
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_hand_spec(tmp_path / "broken.yaml")
