@@ -75,6 +75,13 @@ def export_onnx(model, config, onnx_path, opset: int = MIN_OPSET, batch: int | N
                                     dynamic_shapes=dynamic_shapes, external_data=False,
                                     optimize=True, verbose=False)
     proto = program.model_proto
+    got_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if got_opset != opset:
+        raise RuntimeError(f"the exporter wrote opset {got_opset}, not the requested {opset} "
+                           "(its version conversion failed); try --opset 18")
+    # The oldest IR version that can carry this opset: what older runtimes (JetPack's
+    # onnxruntime, TensorRT 10.3's parser) accept. The exporter writes the newest.
+    proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
     _rename_batch_symbol(proto, batch)
     metadata = {META_CONFIG: config.to_json(), META_KEYPOINTS: json.dumps(list(config.keypoint_names)),
                 META_FORMAT: ONNX_FORMAT}

@@ -117,7 +117,9 @@ def create_backend(name: str, model_path, device: str | None = None, precision: 
         if precision == "int8" and name != "tensorrt":
             log.info("backend auto: %s runs fp32 (int8 needs TensorRT)", name)
             precision = "fp32"
-    return backend_class(name).load(model_path, device=device or "cpu", precision=precision or "fp32", **opts)
+    # device / precision None: each backend's own default (torch: CUDA when present, fp32;
+    # onnxruntime: cpu, fp32; tensorrt: cuda, fp16).
+    return backend_class(name).load(model_path, device=device, precision=precision, **opts)
 
 
 _OPTIONS = {

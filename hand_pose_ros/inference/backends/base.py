@@ -51,8 +51,9 @@ class Backend(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, model_path, device: str = "cpu", precision: str = "fp32", **opts) -> "Backend":
-        """Read a model file and make it ready to run."""
+    def load(cls, model_path, device: str | None = None, precision: str | None = None, **opts) -> "Backend":
+        """Read a model file and make it ready to run (None: the backend's default device /
+        precision). Bad files raise model.ModelFileError naming the file."""
 
     @abstractmethod
     def _infer(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

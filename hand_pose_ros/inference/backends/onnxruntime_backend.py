@@ -52,7 +52,7 @@ class OnnxRuntimeBackend(Backend):
         self.precise_norm = precise_norm
 
     @classmethod
-    def load(cls, model_path, device="cpu", precision="fp32", expected_keypoints=None, threads=None,
+    def load(cls, model_path, device=None, precision=None, expected_keypoints=None, threads=None,
              tensorrt=False, graph_optimization="all", precise_norm=True, **opts) -> "OnnxRuntimeBackend":
         """opts: threads (intra-op threads, None = onnxruntime's default: one per core),
         tensorrt (use the TensorRT execution provider on CUDA), graph_optimization

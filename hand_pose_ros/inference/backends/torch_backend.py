@@ -35,7 +35,7 @@ class UvdConfidence(torch.nn.Module):
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, model, config, model_path=None, device="cpu", precision="fp32",
+    def __init__(self, model, config, model_path=None, device="cpu", precision=None,
                  fp16_mode="half", cuda_graph=False, compile=False, compile_mode="max-autotune"):
         device = normalise_device(device)
         precision = check_precision(precision, ("fp32", "fp16"), self.name)
@@ -72,13 +72,13 @@ class TorchBackend(Backend):
         self._graphs: dict[int, tuple] = {}  # batch size -> (graph, static in, static uvd, static conf)
 
     @classmethod
-    def load(cls, model_path, device="cpu", precision="fp32", expected_keypoints=None, **opts) -> "TorchBackend":
+    def load(cls, model_path, device=None, precision=None, expected_keypoints=None, **opts) -> "TorchBackend":
         """opts: fp16_mode ('half' | 'autocast'), cuda_graph (bool), compile (bool),
         compile_mode (default 'max-autotune')."""
         from ...model import load_model
         from ..model_file import check_expected
 
-        device = normalise_device(device)
+        device = normalise_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if model_kind(model_path) != "checkpoint":
             raise model_file_error(model_path, "the torch backend needs a PyTorch checkpoint (.pt); "
                                                "run an ONNX file with --backend onnxruntime or tensorrt")
@@ -87,7 +87,7 @@ class TorchBackend(Backend):
         return cls(model, config, model_path=model_path, device=device, precision=precision, **opts)
 
     @classmethod
-    def from_model(cls, model, config, device="cpu", precision="fp32", **opts) -> "TorchBackend":
+    def from_model(cls, model, config, device="cpu", precision=None, **opts) -> "TorchBackend":
         """An in-memory SRNet (e.g. randomly initialised for a benchmark)."""
         return cls(model, config, model_path=None, device=device, precision=precision, **opts)
 

@@ -1,0 +1,144 @@
+"""ONNX export: a clean, checked graph with the decoders inside, the model config as
+metadata, static shapes except the batch, ONNX Runtime == PyTorch, FP16 without NaN."""
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from hand_pose_ros import cli  # noqa: E402
+from hand_pose_ros.inference import export  # noqa: E402
+from hand_pose_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
+from hand_pose_ros.inference.backends.torch_backend import TorchBackend  # noqa: E402
+from hand_pose_ros.inference.model_file import (META_CONFIG, META_KEYPOINTS, META_SOURCE_SHA256,  # noqa: E402
+                                                read_onnx_config, sha256_file)
+from hand_pose_ros.inference.sample_inputs import realistic_crops  # noqa: E402
+from hand_pose_ros.model import ModelFileError, SRNet, SRNetConfig, save_checkpoint  # noqa: E402
+
+CONFIG = SRNetConfig(features=16, keypoint_names=SRNetConfig().keypoint_names[:14] + ("palm_center",),
+                     half_cube_mm=125.0)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny random SRNet (J=15, to prove J comes from the config) saved as a checkpoint
+    and exported through the real `hand-pose export` command."""
+    folder = tmp_path_factory.mktemp("export")
+    torch.manual_seed(1)
+    model = SRNet(CONFIG).eval()
+    checkpoint = save_checkpoint(folder / "tiny.pt", model, CONFIG, epoch=2)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["export", str(checkpoint), "--onnx", str(folder / "tiny.onnx"), "--json"])
+    assert code == 0
+    report = json.loads(out.getvalue())  # exactly one JSON object on stdout
+    return {"model": model, "checkpoint": checkpoint, "onnx": folder / "tiny.onnx", "report": report}
+
+
+def test_export_report_and_checker(exported):
+    report = exported["report"]
+    assert report["onnx"] == str(exported["onnx"]) and report["joints"] == 15 and report["batch"] == "dynamic"
+    assert report["sha256"] == sha256_file(exported["onnx"])
+    assert report["parity"]["uvd_max_abs_diff"] <= export.PARITY_TOLERANCE
+    proto = onnx.load(str(exported["onnx"]))
+    onnx.checker.check_model(proto, full_check=True)
+    assert next(o.version for o in proto.opset_import if o.domain == "") == 17
+    assert proto.ir_version == 8  # the oldest IR for opset 17: readable by older runtimes
+
+
+def test_metadata_round_trip(exported):
+    config, metadata = read_onnx_config(exported["onnx"])
+    assert config == CONFIG
+    assert json.loads(metadata[META_KEYPOINTS]) == list(CONFIG.keypoint_names)
+    assert json.loads(metadata[META_CONFIG])["half_cube_mm"] == 125.0
+    assert metadata[META_SOURCE_SHA256] == sha256_file(exported["checkpoint"])
+
+
+def test_graph_is_clean_and_static_except_batch(exported):
+    proto = onnx.load(str(exported["onnx"]))
+    ops = {node.op_type for node in proto.graph.node}
+    # InstanceNorm as one node, the spatial softmax as one node, decoders in the graph.
+    assert {"InstanceNormalization", "Softmax", "ReduceSum"} <= ops
+    assert not ops & {"NonZero", "ArgMax", "Loop", "If", "TopK"}  # nothing data-dependent
+    assert export.shape_problems(proto, batch=None) == []
+    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    assert dims(proto.graph.input[0]) == ["batch", 1, 128, 128]
+    assert [o.name for o in proto.graph.output] == ["uvd", "confidence"]
+    assert dims(proto.graph.output[0]) == ["batch", 15, 3] and dims(proto.graph.output[1]) == ["batch", 15]
+
+
+def test_shape_check_catches_data_dependent_shapes():
+    from onnx import TensorProto, helper
+    node = helper.make_node("NonZero", ["x"], ["idx"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("idx", TensorProto.INT64, None)])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    problems = export.shape_problems(proto, batch=None)
+    assert problems and "idx" in problems[0]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onnxruntime_matches_torch_on_realistic_crops(exported, batch):
+    crops = realistic_crops(batch, 128, CONFIG.half_cube_mm, seed=batch)
+    assert (crops != 0).any() and np.abs(crops).max() < 1
+    uvd, confidence = OnnxRuntimeBackend.load(exported["onnx"], "cpu").infer(crops)
+    with torch.no_grad():
+        reference = exported["model"](torch.from_numpy(crops))
+    assert uvd.shape == (batch, 15, 3) and confidence.shape == (batch, 15)
+    assert np.abs(uvd - reference["uvd"].numpy()).max() <= 1e-4
+    assert np.abs(confidence - reference["confidence"].numpy()).max() <= 1e-4
+    # the torch backend on the checkpoint agrees too
+    torch_uvd, _ = TorchBackend.load(exported["checkpoint"], "cpu").infer(crops)
+    assert np.abs(torch_uvd - uvd).max() <= 1e-4
+
+
+def test_parity_check_detects_a_different_model(exported):
+    torch.manual_seed(5)
+    other = SRNet(CONFIG).eval()
+    result = export.parity(exported["onnx"], other, realistic_crops(2, seed=3))
+    assert result["uvd_max_abs_diff"] > 1e-3
+
+
+def test_fp16_path_has_no_nan_on_an_all_zero_crop():
+    # A shallow model keeps FP16 on the CPU quick; the decoders are the same.
+    config = SRNetConfig(features=16, hourglass_level=1, stages=1)
+    torch.manual_seed(2)
+    model = SRNet(config).eval()
+    report = export.fp16_check(model, config, realistic_crops(1, seed=4), device="cpu")
+    assert report["finite"] and report["zero_crop_finite"] and report["device"] == "cpu"
+    # and directly: half weights + half input, empty crop -> the depth decoder's 0 / eps, not NaN
+    backend = TorchBackend.from_model(model, config, device="cpu", precision="fp16")
+    uvd, confidence = backend.infer(np.zeros((2, 1, 128, 128), np.float32))
+    assert np.isfinite(uvd).all() and np.isfinite(confidence).all()
+    assert np.allclose(uvd[..., 2], 0.0)  # empty mask: depth decodes to the crop centre
+    assert backend.describe()["fp16_mode"] == "half"
+
+
+def test_fixed_batch_export(tmp_path):
+    config = SRNetConfig(features=16, hourglass_level=1, stages=1)
+    model = SRNet(config).eval()
+    path = export.export_onnx(model, config, tmp_path / "fixed.onnx", batch=2)
+    proto = onnx.load(str(path))
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
+    assert export.shape_problems(proto, batch=2) == []
+    crops = realistic_crops(2, seed=7)
+    assert export.parity(path, model, crops)["uvd_max_abs_diff"] <= 1e-4
+
+
+def test_bad_arguments_and_inputs(exported, tmp_path):
+    with pytest.raises(ValueError, match="opset 16"):
+        export.export_onnx(exported["model"], CONFIG, tmp_path / "x.onnx", opset=16)
+    with pytest.raises(ValueError, match="--batch"):
+        export.parse_batch("many")
+    assert export.parse_batch("dynamic") is None and export.parse_batch("8") == 8
+    with pytest.raises(ModelFileError, match="tiny.onnx.*checkpoint"):
+        export.export_checkpoint(exported["onnx"], tmp_path / "y.onnx")
+    missing = tmp_path / "missing.pt"
+    with pytest.raises(ModelFileError, match="missing.pt"):
+        export.export_checkpoint(missing, tmp_path / "z.onnx")
+    assert not (tmp_path / "z.onnx").exists()
