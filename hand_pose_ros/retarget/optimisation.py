@@ -166,10 +166,14 @@ class OptimisationRetargeter(Retargeter):
     """method 'vector': match wrist->keypoint vectors (fingertips plus the spec's extra
     vector_targets); 'dexpilot': fingertip vectors plus DexPilot's pinch-aware finger pairs."""
 
-    def __init__(self, spec: RobotHandSpec, method: str = "vector", low_pass_alpha: float | None = None):
+    def __init__(self, spec: RobotHandSpec, method: str = "vector", low_pass_alpha: float | None = None,
+                 objective: str = "numpy"):
+        """objective 'numpy' (ours, fast) or 'torch' (dex-retargeting's own, for comparison)."""
         method = str(method).lower()
         if method not in METHODS:
             raise ValueError(f"optimisation method must be one of {METHODS}, got {method!r}")
+        if objective not in ("numpy", "torch"):
+            raise ValueError(f"objective must be 'numpy' or 'torch', got {objective!r}")
         if spec.optimization is None or spec.urdf is None:
             raise ValueError(f"robot hand {spec.name!r} ({spec.source}) has no URDF/optimization "
                              "section: use the analytic retargeter")
@@ -179,7 +183,11 @@ class OptimisationRetargeter(Retargeter):
         from dex_retargeting.optimizer_utils import LPFilter
         from dex_retargeting.robot_wrapper import RobotWrapper
         from dex_retargeting.seq_retarget import SeqRetargeting
-        VectorOpt, DexPilotOpt = _numpy_optimizers()
+        if objective == "numpy":
+            VectorOpt, DexPilotOpt = _numpy_optimizers()
+        else:
+            from dex_retargeting.optimizer import DexPilotOptimizer as DexPilotOpt
+            from dex_retargeting.optimizer import VectorOptimizer as VectorOpt
 
         _refuse_mimic_joints(spec.urdf)
         opt = spec.optimization
