@@ -57,9 +57,11 @@ def decode_depth(heatmaps: Tensor, depth_maps: Tensor, label: Tensor, eps: float
     return numerator / (weight.sum(dim=(-2, -1)) + eps)
 
 
-def decode_confidence(heatmaps: Tensor, uv: Tensor, sigma_px: float = CONFIDENCE_SIGMA_PX) -> Tensor:
+def decode_confidence(heatmaps: Tensor, uv: Tensor, grid: Tensor | None = None,
+                      sigma_px: float = CONFIDENCE_SIGMA_PX) -> Tensor:
     """Per-joint confidence in [0, 1]: the heatmap mass inside a Gaussian window (peak 1,
     sigma in pixels) centred on the decoded (u, v). heatmaps [B,J,n,n], uv [B,J,2] -> [B,J].
+    grid: the [n] constant of grid_coordinates (made here when not given).
 
     Meaning: 1 = all mass at the decoded point (a sharp, unimodal heatmap); a heatmap shaped
     like the training target (blur sigma 1.5 px) scores about 0.5 with the default window;
@@ -67,11 +69,13 @@ def decode_confidence(heatmaps: Tensor, uv: Tensor, sigma_px: float = CONFIDENCE
     scores near 0 (a uniform 64 x 64 map: ~0.003). Heatmaps must be non-negative and sum
     to at most 1, which both the softmax and the relu-normalised heads guarantee."""
     heatmaps = heatmaps.float()
-    n = heatmaps.shape[-1]
-    pixels = torch.arange(n, device=heatmaps.device, dtype=torch.float32)  # [n]
-    centre = uv_to_pixel(uv.float(), n)                                     # [B,J,2]
-    # Separable window: w(r, c) = wy(r) * wx(c).
-    wx = torch.exp(-0.5 * ((pixels - centre[..., 0:1]) / sigma_px) ** 2)  # [B,J,n]
-    wy = torch.exp(-0.5 * ((pixels - centre[..., 1:2]) / sigma_px) ** 2)  # [B,J,n]
+    if grid is None:
+        grid = grid_coordinates(heatmaps.shape[-1], heatmaps.device)
+    # Distances in units of sigma: one grid step is one pixel = 1/(n-1) normalised units.
+    scale = (grid.shape[0] - 1) / sigma_px
+    uv = uv.float()
+    wx = torch.exp(-0.5 * ((grid.float() - uv[..., 0:1]) * scale) ** 2)  # [B,J,n]
+    wy = torch.exp(-0.5 * ((grid.float() - uv[..., 1:2]) * scale) ** 2)  # [B,J,n]
+    # Separable window w(r, c) = wy(r) * wx(c).
     row_mass = (heatmaps * wx.unsqueeze(-2)).sum(dim=-1)                  # [B,J,n] over rows
     return (row_mass * wy).sum(dim=-1).clamp(0.0, 1.0)                    # [B,J]

@@ -214,5 +214,5 @@ class SRNet(nn.Module):
             # Next stage input [B,2J+1,n,n], in the dtype the convolutions run in.
             x = torch.cat((heatmaps.to(depth_maps.dtype), depth_maps, label.to(depth_maps.dtype)), dim=1)
         final = stage_outputs[-1]
-        confidence = decode_confidence(final["heatmaps"], final["uvd"][..., :2])
+        confidence = decode_confidence(final["heatmaps"], final["uvd"][..., :2], self.grid)
         return {"uvd": final["uvd"], "confidence": confidence, "stages": stage_outputs}

@@ -43,7 +43,8 @@ def encode_heatmaps(uv: Tensor, map_size: int = 64, kernel: int = HEATMAP_KERNEL
 
     Unit mass is split over the 4 pixels around p so their centre of mass is exactly p
     (free parameter t at the midpoint of its valid range), then blurred with a k x k
-    Gaussian (not renormalised: mass falling off the map is lost). The blur of each of the
+    Gaussian (not renormalised: mass falling off the map is lost; a neighbour pixel just
+    off the map still blurs onto it, so maps fade continuously at the border). The blur of each of the
     4 point masses is separable, so the map is a sum of 4 outer products of 1-D profiles:
     no scatter, no convolution, exact zeros outside the blur's support."""
     if uv.dim() != 3 or uv.shape[-1] != 2:

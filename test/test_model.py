@@ -1,0 +1,327 @@
+"""SRNet network, ablation variants and loss (hand_pose_ros.model), against srnet.md."""
+import io
+import math
+
+import pytest
+import torch
+
+from hand_pose_ros import keypoints
+from hand_pose_ros.model import SRNet, SRNetConfig, SRNetLoss, default_loss_weights
+from hand_pose_ros.model.config import VARIANTS
+from hand_pose_ros.model.decoders import pixel_to_uv
+from hand_pose_ros.model.network import stage_count
+from hand_pose_ros.model.summary import describe
+
+# A small but complete two-stage model for the tests that need many passes on 2 CPU cores:
+# every module of the full model, fewer features, a 64 x 64 input (32 x 32 maps).
+SMALL = dict(features=16, input_size=64, map_size=32, hourglass_level=3)
+
+
+def synthetic_crops(batch, joints, seed, size=128):
+    """Realistic normalised depth crops: a palm blob with five finger ridges, hand pixels
+    in (-1, 1), background exactly 0; labels on hand pixels away from the hand's edge.
+    -> crops [B,1,size,size], uvd [B,J,3] normalised (u, v in size/2 map grid units)."""
+    g = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32),
+                            torch.arange(size, dtype=torch.float32), indexing="ij")
+
+    def uniform(lo, hi):
+        return lo + (hi - lo) * torch.rand((), generator=g).item()
+
+    crops, labels = [], []
+    for _ in range(batch):
+        cx, cy = size / 2 + uniform(-8, 8) * size / 128, size / 2 + uniform(-8, 8) * size / 128
+        height = torch.exp(-0.5 * (((xs - cx) / (0.14 * size)) ** 2 + ((ys - cy) / (0.17 * size)) ** 2))
+        first_angle = uniform(-math.pi, 0)
+        for k in range(5):
+            angle = first_angle + k * 0.45 + uniform(-0.1, 0.1)
+            length = uniform(0.2, 0.35) * size
+            for s in torch.linspace(0.15, 1.0, 8).tolist():
+                px, py = cx + math.cos(angle) * s * length, cy + math.sin(angle) * s * length
+                ridge = torch.exp(-0.5 * ((xs - px) ** 2 + (ys - py) ** 2) / (0.03 * size) ** 2)
+                height = torch.maximum(height, 0.8 * ridge)
+        hand = height > 0.35
+        surface = 0.5 - 0.9 * height + 0.1 * torch.sin(xs / 9) * torch.cos(ys / 11)
+        depth = torch.where(hand, surface, torch.zeros(()))
+        inner = -torch.nn.functional.max_pool2d(-hand[None, None].float(), 5, 1, 2)[0, 0] > 0
+        idx = torch.multinomial(inner.flatten().float(), joints, replacement=False, generator=g)
+        rows, cols = (idx // size).float(), (idx % size).float()
+        map_pixel = torch.stack(((cols - 0.5) / 2, (rows - 0.5) / 2), dim=-1)  # input px -> map px
+        d = depth.flatten()[idx] - 0.05                                         # joint inside the hand
+        labels.append(torch.cat((pixel_to_uv(map_pixel, size // 2), d[:, None]), dim=-1))
+        crops.append(depth[None])
+    return torch.stack(crops), torch.stack(labels)
+
+
+def test_synthetic_crops_are_realistic():
+    crops, uvd = synthetic_crops(4, 21, seed=0)
+    hand = crops != 0
+    assert 0.05 < hand.float().mean() < 0.5
+    assert crops.abs().max() < 1
+    assert uvd[..., :2].abs().max() < 0.5 and uvd[..., 2].abs().max() < 1
+
+
+@pytest.mark.parametrize("dataset,expected_millions", [("canonical", 3.32), ("icvl", 3.30), ("nyu", 3.29)])
+def test_parameter_count_matches_release(dataset, expected_millions):
+    config = SRNetConfig(keypoint_names=keypoints.order(dataset))
+    count = sum(p.numel() for p in SRNet(config).parameters())
+    assert abs(count / 1e6 - expected_millions) / expected_millions < 0.02, count
+
+
+def test_describe_reports_parameters_and_macs():
+    info = describe(SRNetConfig())
+    assert info["num_joints"] == 21 and info["keypoint_names"] == list(keypoints.CANONICAL)
+    assert info["stages"] == 2
+    assert abs(info["parameters"] - 3.32e6) / 3.32e6 < 0.02
+    assert abs(info["gmacs_per_frame"] - 10.5) / 10.5 < 0.03, info["gmacs_per_frame"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_variant_builds_runs_and_trains(variant):
+    config = SRNetConfig(variant=variant, **SMALL)
+    model = SRNet(config)
+    crops, uvd = synthetic_crops(2, 21, seed=1, size=64)
+    out = model(crops)
+    assert out["uvd"].shape == (2, 21, 3) and out["confidence"].shape == (2, 21)
+    assert ((out["confidence"] >= 0) & (out["confidence"] <= 1)).all()
+    assert len(out["stages"]) == stage_count(config) == (2 if variant in ("two_stage", "coordinate_unsupervised",
+                                                                          "representation_unsupervised") else 1)
+    for stage in out["stages"]:
+        assert stage["uvd"].shape == (2, 21, 3)
+        if variant == "direct_regression":
+            assert set(stage) == {"uvd"}
+        else:
+            assert stage["heatmaps"].shape == stage["depth_maps"].shape == (2, 21, 32, 32)
+            assert torch.allclose(stage["heatmaps"].sum(dim=(-2, -1)), torch.ones(2, 21), atol=1e-4)
+    assert torch.equal(out["uvd"], out["stages"][-1]["uvd"])
+
+    loss = SRNetLoss.for_config(config)
+    total, parts = loss(out, uvd, crops)
+    assert torch.isfinite(total) and parts["total"] == total.detach()
+    weights = default_loss_weights(config)
+    has_maps = weights["alpha"] < 1
+    assert ("stage1/heatmap" in parts) == has_maps
+    total.backward()
+    # The variant decides which terms train: coordinate_unsupervised puts no loss on uvd.
+    if variant == "coordinate_unsupervised":
+        assert weights["alpha"] == 0
+    if variant in ("representation_unsupervised", "direct_regression"):
+        assert weights["alpha"] == 1
+
+
+def test_coordinate_unsupervised_gets_no_coordinate_gradient():
+    config = SRNetConfig(variant="coordinate_unsupervised", **SMALL)
+    model = SRNet(config)
+    crops, uvd = synthetic_crops(2, 21, seed=2, size=64)
+    out = model(crops)
+    uv_final = out["uvd"]
+    uv_final.retain_grad()
+    total, _ = SRNetLoss.for_config(config)(out, uvd, crops)
+    total.backward()
+    assert uv_final.grad is None or (uv_final.grad == 0).all()
+
+
+def test_norm_and_heatmap_options():
+    crops, uvd = synthetic_crops(2, 14, seed=3, size=64)
+    for options in (dict(norm="batch"), dict(heatmap="relu")):
+        config = SRNetConfig(keypoint_names=keypoints.order("nyu"), **SMALL, **options)
+        model = SRNet(config)
+        out = model(crops)
+        total, _ = SRNetLoss.for_config(config)(out, uvd, crops)
+        total.backward()
+        assert torch.isfinite(total)
+        sums = out["stages"][0]["heatmaps"].sum(dim=(-2, -1))
+        assert (sums <= 1 + 1e-5).all()
+    relu_model = SRNet(SRNetConfig(heatmap="relu", **SMALL))
+    assert not any("temperature" in name for name, _ in relu_model.named_parameters())
+
+
+def test_loss_definition_on_known_values():
+    """L_uvd = mean over batch, joints of the summed squared error; map terms likewise."""
+    pred = {"uvd": torch.zeros(2, 3, 3), "stages": [{"uvd": torch.zeros(2, 3, 3)}]}
+    target = torch.full((2, 3, 3), 0.5)
+    total, parts = SRNetLoss(alpha=1.0)(pred, target)
+    assert total.item() == pytest.approx(0.75) and parts["stage1/uvd"].item() == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="direct_regression"):
+        SRNetLoss(alpha=0.5)(pred, target, torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="alpha"):
+        SRNetLoss(alpha=1.5)
+    with pytest.raises(ValueError, match="unknown loss weights"):
+        SRNetLoss.for_config(SRNetConfig(), beta=1)
+
+
+def named_gradients(model, total):
+    model.zero_grad(set_to_none=True)
+    total.backward(retain_graph=True)
+    return {name: p.grad for name, p in model.named_parameters()}
+
+
+def reached(grad):
+    return grad is not None and grad.abs().sum() > 0
+
+
+def test_gradients_reach_the_parameters_each_loss_term_should():
+    # Gradient flow depends on the structure, not on F: a narrower two-stage model.
+    config = SRNetConfig(features=32)
+    torch.manual_seed(0)
+    model = SRNet(config)
+    crops, uvd = synthetic_crops(2, 21, seed=4)
+    out = model(crops)
+    names = [name for name, _ in model.named_parameters()]
+
+    coordinate = named_gradients(model, SRNetLoss(alpha=1.0)(out, uvd)[0])
+    missing = [name for name in names if not reached(coordinate[name])]
+    assert not missing, f"coordinate loss does not reach {missing}"
+
+    last = f"stages.{len(model.stages) - 1}."
+    heatmap = named_gradients(model, SRNetLoss(alpha=0.0, lambda_d=0.0)(out, uvd, crops)[0])
+    depth = named_gradients(model, SRNetLoss(alpha=0.0, lambda_h=0.0)(out, uvd, crops)[0])
+    for name in names:
+        # The last stage's depth head does not shape any heatmap, and its plane head no depth map;
+        # everything else feeds both (stage 2 reads stage 1's maps).
+        assert reached(heatmap[name]) == (not name.startswith(last + "depth.")), name
+        assert reached(depth[name]) == (not name.startswith(last + "plane.")), name
+
+
+def test_batched_output_equals_per_sample_output():
+    model = SRNet(SRNetConfig(**SMALL)).eval()
+    crops, _ = synthetic_crops(3, 21, seed=5, size=64)
+    with torch.no_grad():
+        batched = model(crops)
+        single = [model(crops[i:i + 1]) for i in range(3)]
+    for key in ("uvd", "confidence"):
+        assert torch.allclose(batched[key], torch.cat([s[key] for s in single]), atol=1e-5)
+
+
+def check_finite(out, zero_index):
+    assert torch.isfinite(out["uvd"]).all() and torch.isfinite(out["confidence"]).all()
+    for stage in out["stages"]:
+        for value in stage.values():
+            assert torch.isfinite(value).all()
+    # Empty mask: the depth decoder gives exactly 0 instead of 0/0.
+    assert (out["uvd"][zero_index, :, 2] == 0).all()
+    assert out["uvd"].dtype == out["confidence"].dtype == torch.float32
+
+
+def test_cpu_bfloat16_autocast_finite_including_empty_input():
+    config = SRNetConfig(features=32)
+    model = SRNet(config)
+    crops, uvd = synthetic_crops(2, 21, seed=6)
+    crops[1] = 0  # no hand at all: empty mask
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(crops)
+    check_finite(out, zero_index=1)
+    # Training under autocast: finite loss and gradients on hand crops. (Not on an empty
+    # crop: every feature map is then spatially constant and each InstanceNorm's backward
+    # multiplies by 1/sqrt(eps), overflowing; crops without a hand carry no labels anyway.)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        total, _ = SRNetLoss.for_config(config)(model(crops[:1]), uvd[:1], crops[:1])
+    total.backward()
+    assert torch.isfinite(total)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_float16_autocast_finite_including_empty_input():
+    config = SRNetConfig()
+    model = SRNet(config).cuda()
+    crops, uvd = synthetic_crops(4, 21, seed=7)
+    crops[2] = 0
+    crops, uvd = crops.cuda(), uvd.cuda()
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
+        out = model(crops)
+    check_finite(out, zero_index=2)
+    with torch.no_grad():
+        reference = model(crops)["uvd"]
+    # FP16 results agree with FP32 to FP16 precision.
+    assert (out["uvd"] - reference).abs().max() < 2e-2
+    hand = [0, 1, 3]
+    with torch.autocast("cuda", dtype=torch.float16):
+        total, _ = SRNetLoss.for_config(config)(model(crops[hand]), uvd[hand], crops[hand])
+    total.backward()
+    assert torch.isfinite(total)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_full_size_model_trains_a_few_steps_in_fp32():
+    config = SRNetConfig()
+    torch.manual_seed(0)
+    model = SRNet(config)
+    crops, uvd = synthetic_crops(2, 21, seed=8)
+    with torch.no_grad():
+        empty = model(torch.cat((crops[:1], torch.zeros_like(crops[:1]))))
+    check_finite(empty, zero_index=1)
+    loss = SRNetLoss.for_config(config)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    for _ in range(2):
+        total, _ = loss(model(crops), uvd, crops)
+        assert torch.isfinite(total)
+        optimiser.zero_grad()
+        total.backward()
+        optimiser.step()
+    unchanged = [name for name, p in model.named_parameters() if torch.equal(p, before[name])]
+    assert not unchanged, unchanged
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_overfits_a_fixed_batch():
+    """The full two-stage model (reduced to SMALL for CPU speed) fits 8 fixed crops: the
+    total loss and the final coordinate loss both fall by 10x within 150 Adam steps."""
+    config = SRNetConfig(**SMALL)
+    torch.manual_seed(0)
+    model = SRNet(config)
+    crops, uvd = synthetic_crops(8, 21, seed=9, size=64)
+    loss = SRNetLoss.for_config(config)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    history = []
+    # Tensors this small gain nothing from a second thread, and OpenMP threads crawl when
+    # the machine's cores are oversubscribed (parallel test runs): use one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(150):
+            total, parts = loss(model(crops), uvd, crops)
+            optimiser.zero_grad()
+            total.backward()
+            optimiser.step()
+            history.append((total.item(), parts["stage2/uvd"].item()))
+    finally:
+        torch.set_num_threads(threads)
+    first_total, first_uvd = history[0]
+    best_total = min(t for t, _ in history[-10:])
+    best_uvd = min(u for _, u in history[-10:])
+    assert best_total < first_total / 10, (first_total, best_total)
+    assert best_uvd < first_uvd / 10, (first_uvd, best_uvd)
+
+
+def test_exports_to_onnx_with_dynamic_batch():
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+
+    class Coordinates(torch.nn.Module):  # what a deployed graph ends in
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, depth):
+            out = self.model(depth)
+            return out["uvd"], out["confidence"]
+
+    model = Coordinates(SRNet(SRNetConfig(**SMALL)).eval())
+    crops, _ = synthetic_crops(3, 21, seed=10, size=64)
+    buffer = io.BytesIO()
+    torch.onnx.export(model, (crops[:1],), buffer, input_names=["depth"], output_names=["uvd", "confidence"],
+                      dynamic_axes={"depth": {0: "batch"}}, opset_version=17, dynamo=False)
+    graph = onnx.load_from_string(buffer.getvalue()).graph
+    ops = {node.op_type for node in graph.node}
+    assert not ops & {"ArgMax", "GatherElements", "GatherND", "NonZero", "Loop", "If"}, ops
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    uvd, confidence = session.run(None, {"depth": crops.numpy()})
+    with torch.no_grad():
+        expected_uvd, expected_confidence = model(crops)
+    assert uvd.shape == (3, 21, 3)
+    assert abs(uvd - expected_uvd.numpy()).max() < 1e-3  # 0.06 px
+    assert abs(confidence - expected_confidence.numpy()).max() < 1e-3
