@@ -65,13 +65,12 @@ def read_checkpoint(path, map_location="cpu", trusted: bool = False) -> dict:
     try:
         payload = torch.load(path, map_location=map_location, weights_only=not trusted)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e):
+        if "Unsupported global" in str(e):  # a valid pickle naming classes outside the safe set
             raise ModelFileError(f"{path}: holds objects outside torch's safe set; load it "
                                  "with trusted=True only if you made it") from e
-        raise ModelFileError(f"{path}: corrupt or not a torch file ({e})") from e
+        raise ModelFileError(f"{path}: truncated, corrupt or not a torch file ({_first_line(e)})") from e
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-        raise ModelFileError(f"{path}: truncated, corrupt or not a torch file "
-                             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+        raise ModelFileError(f"{path}: truncated, corrupt or not a torch file ({_first_line(e)})") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a hand_pose_ros checkpoint (no format={FORMAT!r} "
                              "marker; a bare state_dict or another project's file?)")
@@ -82,6 +81,11 @@ def read_checkpoint(path, map_location="cpu", trusted: bool = False) -> dict:
         if not isinstance(payload.get(key), dict):
             raise ModelFileError(f"{path}: checkpoint has no {key!r} dict")
     return payload
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
 
 
 def load_model(path, map_location="cpu", trusted: bool = False):

@@ -181,7 +181,12 @@ class SRNet(nn.Module):
                       direct_regression variant, which has no heatmap),
         'stages':     one dict per stage: 'uvd' [B,J,3], 'heatmaps' [B,J,n,n],
                       'depth_maps' [B,J,n,n] (no maps for direct_regression)}.
-    Decoder outputs are FP32 even under autocast."""
+    Decoder outputs are FP32 even under autocast.
+
+    config.variant (srnet.md ablations): two_stage = the full model (config.stages stages);
+    one_stage = one stage; direct_regression = one hourglass stage with a pooled FC head;
+    coordinate_unsupervised / representation_unsupervised build the full model and differ
+    only in which loss terms train it (losses.default_loss_weights)."""
 
     def __init__(self, config: SRNetConfig):
         super().__init__()
