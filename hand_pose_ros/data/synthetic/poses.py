@@ -152,3 +152,30 @@ def direction_from_angles(azimuth: torch.Tensor, elevation: torch.Tensor) -> tor
     return torch.stack([torch.sin(azimuth) * torch.cos(elevation),
                         -torch.cos(azimuth) * torch.cos(elevation),
                         torch.sin(elevation)], dim=-1)
+
+
+# Palm facing the camera, fingers pointing up the image (hand frame -> camera frame).
+PALM_TO_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
+
+
+def hand_keypoints(angles, handedness: str = "right", rotation=None, wrist_xyz=(0.0, 80.0, 450.0),
+                   size: float = 1.0) -> np.ndarray:
+    """numpy convenience: joint angles [20] or [N, 20] (rad) -> keypoints [21, 3] or
+    [N, 21, 3] in mm, camera optical frame, canonical order, for an average hand scaled by
+    `size`. Default pose: palm facing the camera, fingers up, wrist 450 mm away."""
+    from .hand import HandShape, forward_kinematics
+
+    angles = np.asarray(angles, dtype=np.float64)
+    single = angles.ndim == 1
+    angles = torch.as_tensor(angles.reshape(-1, NUM_ANGLES))
+    n = angles.shape[0]
+    rotation = PALM_TO_CAMERA if rotation is None else np.asarray(rotation, dtype=np.float64)
+    rot = torch.as_tensor(np.broadcast_to(rotation, (n, 3, 3)).copy())
+    wrist = torch.as_tensor(np.broadcast_to(np.asarray(wrist_xyz, dtype=np.float64), (n, 3)).copy())
+    if handedness not in ("right", "left"):
+        raise ValueError(f"handedness must be 'right' or 'left', got {handedness!r}")
+    is_left = torch.full((n,), handedness == "left")
+    shape = HandShape.average(n, dtype=torch.float64)
+    shape.size = shape.size * float(size)
+    xyz = forward_kinematics(angles, rot, wrist, is_left, shape).numpy()
+    return xyz[0] if single else xyz

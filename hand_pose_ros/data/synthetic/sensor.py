@@ -24,12 +24,14 @@ def silhouette_edges(depth: torch.Tensor, threshold_mm: float) -> torch.Tensor:
     """[B, H, W] -> bool [B, H, W]: valid pixels next to a jump of more than threshold_mm
     or next to an invalid pixel (4-neighbourhood; image borders are not edges)."""
     valid = depth > 0
-    padded = torch.nn.functional.pad(depth[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
     edge = torch.zeros_like(valid)
-    centre = padded[:, 1:-1, 1:-1]
-    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        neighbour = padded[:, dy:dy + depth.shape[1], dx:dx + depth.shape[2]]
-        edge |= (neighbour <= 0) | ((neighbour - centre).abs() > threshold_mm)
+    # a jump between two neighbours marks both of them
+    jump = ((depth[:, :, 1:] - depth[:, :, :-1]).abs() > threshold_mm) | ~valid[:, :, 1:] | ~valid[:, :, :-1]
+    edge[:, :, 1:] |= jump
+    edge[:, :, :-1] |= jump
+    jump = ((depth[:, 1:] - depth[:, :-1]).abs() > threshold_mm) | ~valid[:, 1:] | ~valid[:, :-1]
+    edge[:, 1:] |= jump
+    edge[:, :-1] |= jump
     return edge & valid
 
 
@@ -72,8 +74,9 @@ def _hole_mask(batch: int, height: int, width: int, generator: torch.Generator, 
     cols = torch.arange(width, device=g_dev, dtype=torch.float32)
     mask = torch.zeros(batch, height, width, dtype=torch.bool, device=g_dev)
     for k in range(MAX_HOLES):
-        dy2 = (rows[None, :] - centre_y[:, k:k + 1]) ** 2                    # [B, H]
-        dx2 = (cols[None, :] - centre_x[:, k:k + 1]) ** 2                    # [B, W]
-        inside = dy2[:, :, None] + dx2[:, None, :] <= (radius[:, k] ** 2)[:, None, None]
-        mask |= inside & present[:, k, None, None]
+        # inside the disc: dx^2 <= r^2 - dy^2 (room < 0 on rows the disc misses or when absent)
+        room = radius[:, k:k + 1] ** 2 - (rows[None, :] - centre_y[:, k:k + 1]) ** 2      # [B, H]
+        room = torch.where(present[:, k:k + 1], room, torch.full_like(room, -1.0))
+        dx2 = (cols[None, :] - centre_x[:, k:k + 1]) ** 2                                  # [B, W]
+        mask |= dx2[:, None, :] <= room[:, :, None]
     return mask
