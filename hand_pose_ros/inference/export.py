@@ -17,6 +17,7 @@ time; the dynamo graph needs no shape hints.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends.base import setup_cli_logging
 from .model_file import (INPUT_NAME, META_CONFIG, META_FORMAT, META_KEYPOINTS, META_SOURCE_SHA256,
                          ONNX_FORMAT, OUTPUT_NAMES, model_file_error, model_kind, read_onnx_config,
                          sha256_file)
@@ -232,10 +234,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    setup_cli_logging()
     try:
-        report = export_checkpoint(args.checkpoint, args.onnx, opset=args.opset, batch=parse_batch(args.batch),
-                                   verify=not args.no_verify, fp16=args.fp16_check)
+        # Anything a library prints while we work goes to stderr: stdout carries the result.
+        with contextlib.redirect_stdout(sys.stderr):
+            report = export_checkpoint(args.checkpoint, args.onnx, opset=args.opset, batch=parse_batch(args.batch),
+                                       verify=not args.no_verify, fp16=args.fp16_check)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"hand-pose export: {e}", file=sys.stderr)
         return 1

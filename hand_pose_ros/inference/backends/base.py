@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from abc import ABC, abstractmethod
 
@@ -17,6 +18,13 @@ from ...model.config import SRNetConfig
 log = logging.getLogger("hand_pose_ros.inference")
 
 PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def setup_cli_logging() -> None:
+    """For the `hand-pose` subcommands: our progress at INFO on stderr, other libraries'
+    (the ONNX exporter's optimiser passes are chatty) at WARNING."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    logging.getLogger("hand_pose_ros").setLevel(logging.INFO)
 DEVICES = ("cpu", "cuda")
 
 
