@@ -25,8 +25,9 @@ _PALM = np.array([WRIST, INDEX_MCP, MIDDLE_MCP, PINKY_MCP])
 class PipelineConfig:
     handedness: str = "right"
     filter_target: str = "joints"     # none | keypoints | joints
-    filter_min_cutoff: float = 1.0    # Hz: One Euro cutoff at rest
-    filter_beta: float = 0.5          # cutoff increase per (unit / s) of speed
+    # Light by default: the pose node already smooths the keypoints (config/pose.yaml).
+    filter_min_cutoff: float = 2.5    # Hz: One Euro cutoff at rest
+    filter_beta: float = 1.0          # cutoff increase per (unit / s) of speed
     filter_d_cutoff: float = 1.0      # Hz: cutoff of the speed estimate
     min_valid_keypoints: int = 15     # fewer usable keypoints than this = tracking lost
     max_keypoint_range: float = 5.0   # m: keypoints farther from the camera are not usable

@@ -54,8 +54,8 @@ PARAMS = [
           read_only=True),
     Param("filter_target", "joints", "Where the One Euro filter runs (never both: two strong "
           "filters only add lag).", choices=FILTER_TARGETS, read_only=True),
-    Param("filter_min_cutoff", 1.0, "One Euro cutoff at rest (Hz).", range=(0.01, 100.0), read_only=True),
-    Param("filter_beta", 0.5, "One Euro speed coefficient, per unit/s of the filtered signal "
+    Param("filter_min_cutoff", 2.5, "One Euro cutoff at rest (Hz).", range=(0.01, 100.0), read_only=True),
+    Param("filter_beta", 1.0, "One Euro speed coefficient, per unit/s of the filtered signal "
           "(rad/s for joints, m/s for keypoints).", range=(0.0, 10000.0), read_only=True),
     Param("filter_d_cutoff", 1.0, "One Euro cutoff of the speed estimate (Hz).", range=(0.01, 100.0),
           read_only=True),
@@ -73,6 +73,8 @@ PARAMS = [
           range=(0.1, 100.0), read_only=True),
     Param("timer_rate", 30.0, "Rate (Hz) of the timer that holds / ramps when input stops.",
           range=(1.0, 1000.0), read_only=True),
+    Param("input_timeout", 0.1, "No pose message for this long (s) = input stopped: the timer "
+          "then publishes the held / ramping command.", range=(0.01, 10.0), read_only=True),
     Param("output_adapters", "", "Driver outputs besides JointState, comma separated: "
           "leap, float64_multi_array, joint_trajectory (empty: none).", read_only=True),
     Param("leap_topic", "/cmd_leap", "LEAP driver topic (JointState, angles + pi).", read_only=True),
@@ -200,7 +202,7 @@ class RetargetNode:
         self._publish(command, msg.header.stamp)
 
     def _on_timer(self) -> None:
-        command = self.pipeline.tick(self._now(), stale_after=1.5 * self._timer_period)
+        command = self.pipeline.tick(self._now(), stale_after=self.p["input_timeout"])
         if command is not None:
             self._publish(command, self.node.get_clock().now().to_msg())
 
