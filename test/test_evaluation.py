@@ -441,3 +441,30 @@ def test_eval_run_errors_name_the_problem(capsys, tmp_path, small_nyu_checkpoint
                             "--root", REAL_NYU, "-o", tmp_path / "r.txt")
     assert code == 2 and "missing.pt" in err
     assert not (tmp_path / "r.txt").exists()
+
+
+def test_eval_run_on_the_synthetic_test_set(capsys, tmp_path):
+    torch = pytest.importorskip("torch")
+    from hand_pose_ros.model import SRNet, SRNetConfig
+    from hand_pose_ros.model.checkpoint import save_checkpoint
+    torch.manual_seed(1)
+    config = SRNetConfig(features=16)  # the canonical 21 joints
+    model = save_checkpoint(tmp_path / "canonical_small.pt", SRNet(config).eval(), config)
+    out, gt_out = tmp_path / "synthetic.txt", tmp_path / "synthetic_gt.txt"
+    code, stdout, err = _run_cli(capsys, "run", "--model", model, "--dataset", "synthetic-test", "--limit", 3,
+                                 "--batch", 2, "--backend", "torch", "-o", out, "--write-gt", gt_out, "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["frames"] == 3 and summary["intrinsics"] == "per-frame"
+    assert summary["keypoint_names"] == list(keypoints.CANONICAL)
+    run_score = summary["results"][0]
+    # The written files score the same with `eval score` (the synthetic camera is the set's camera).
+    code, stdout, err = _run_cli(capsys, "score", "--dataset", "synthetic", "--gt", gt_out, out, "--json")
+    assert code == 0, err
+    file_score = json.loads(stdout)["results"][0]
+    assert file_score["mean_error_mm"] == pytest.approx(run_score["mean_error_mm"], abs=1e-3)
+    assert file_score["max_error_success"] == pytest.approx(run_score["max_error_success"])
+    # The same model on NYU frames lacks three NYU joints: refused before anything is written.
+    code, _, err = _run_cli(capsys, "run", "--model", model, "--dataset", "nyu-frames", "--root", REAL_NYU,
+                            "--backend", "torch", "-o", tmp_path / "nyu.txt")
+    assert code == 2 and "palm_center" in err and not (tmp_path / "nyu.txt").exists()

@@ -157,6 +157,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N frames (a quick check)")
     p.add_argument("--gt", type=Path, default=None,
                    help="score against this ground-truth file instead of the dataset's labels")
+    p.add_argument("--write-gt", type=Path, default=None,
+                   help="also write the split's labels as a ground-truth file in the same format "
+                        "(for later `eval score` / `eval plot` of several models, e.g. on synthetic-test)")
     _add_intrinsics_arguments(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="result file to write")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

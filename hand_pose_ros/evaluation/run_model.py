@@ -35,15 +35,18 @@ class Predictions:
     seconds: float = 0.0
 
 
-def open_test_set(dataset: str, root=None, split: str = "test"):
-    """The frames to evaluate on: a dataset reader, or the fixed synthetic test set."""
+def open_test_set(dataset: str, root=None, split: str = "test", limit: int | None = None):
+    """(frames to evaluate on, their count or None): a dataset reader, or the fixed synthetic
+    test set (rendered in memory; only the first `limit` frames when given)."""
     if dataset.lower() in SYNTHETIC_TEST_NAMES:
-        from ..data.synthetic import fixed_test_set
-        return fixed_test_set()
+        from ..data.synthetic import FIXED_TEST_SET, fixed_test_set
+        count = FIXED_TEST_SET["count"] if limit is None else min(limit, FIXED_TEST_SET["count"])
+        return fixed_test_set(count), count
     if root is None:
         raise ValueError(f"dataset {dataset!r} needs --root (the folder holding it)")
     from ..data.readers import open_dataset
-    return open_dataset(dataset, root, split)
+    reader = open_dataset(dataset, root, split)
+    return reader, len(reader)
 
 
 def model_to_dataset_indices(model_names, dataset_names) -> np.ndarray:
@@ -56,12 +59,8 @@ def model_to_dataset_indices(model_names, dataset_names) -> np.ndarray:
     return keypoints.indices(dataset_names, of=model_names)
 
 
-def _frames(samples, limit: int | None):
-    """(count or None, iterator of Samples), the first `limit` only when given."""
-    try:
-        count = len(samples)
-    except TypeError:
-        count = None
+def _frames(samples, count: int | None, limit: int | None):
+    """(count or None, iterator over the first `limit` Samples, or all)."""
     if limit is not None:
         if limit < 1:
             raise ValueError(f"--limit must be >= 1, got {limit}")
@@ -82,7 +81,7 @@ def _fallback_uvd(sample, estimate, joints: int) -> np.ndarray:
 
 
 def predict(estimator, samples, batch: int = 64, cube: str = "model", limit: int | None = None,
-            progress: bool = True) -> Predictions:
+            progress: bool = True, count: int | None = None) -> Predictions:
     """Run `estimator` (inference.estimator.HandPoseEstimator) on every Sample of `samples`.
 
     cube: 'model' = the model's half cube, exactly what the pose node does; 'dataset' = each
@@ -108,7 +107,9 @@ def predict(estimator, samples, batch: int = 64, cube: str = "model", limit: int
                                                  half_cube_mm=size)
         return estimators[size]
 
-    count, frames = _frames(samples, limit)
+    if count is None and hasattr(samples, "__len__"):
+        count = len(samples)
+    count, frames = _frames(samples, count, limit)
     names = None
     uvd, gt, cams, frame_names, no_hand, invalid = [], [], [], [], [], []
     start = time.perf_counter()
@@ -174,11 +175,11 @@ def scoring_intrinsics(dataset: str, cams, fx=None, fy=None, cx=None, cy=None):
 def run_command(args) -> int:
     from ..inference.estimator import HandPoseEstimator
 
-    samples = open_test_set(args.dataset, args.root, args.split)
+    samples, count = open_test_set(args.dataset, args.root, args.split, args.limit)
     estimator = HandPoseEstimator.from_model_file(args.model, backend=args.backend, device=args.device)
     print(f"eval run: {args.model} ({estimator.describe().get('backend', args.backend)}) on "
           f"{args.dataset} {args.split}", file=sys.stderr)
-    predictions = predict(estimator, samples, batch=args.batch, cube=args.cube, limit=args.limit)
+    predictions = predict(estimator, samples, batch=args.batch, cube=args.cube, limit=args.limit, count=count)
     write_result_file(args.output, predictions.uvd)
     frames = len(predictions.uvd)
     print(f"eval run: wrote {args.output} ({frames} frames, {frames / predictions.seconds:.1f} frames/s; "
@@ -213,6 +214,10 @@ def run_command(args) -> int:
         summary["results"].append({"file": str(args.output), "label": Path(args.output).name, **scored})
     else:
         print("eval run: no ground truth for this split: wrote the result file, no score", file=sys.stderr)
+    if args.write_gt is not None:
+        if predictions.gt_uvd is None:
+            raise ValueError(f"--write-gt {args.write_gt}: {args.dataset} {args.split} has unlabelled frames")
+        summary["gt_file"] = str(write_result_file(args.write_gt, predictions.gt_uvd))
 
     if args.json:
         print(json.dumps(summary))
