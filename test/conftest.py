@@ -12,7 +12,7 @@ Fixtures for DDS tests (mark them @pytest.mark.ros):
                parameters; stopped (SIGINT, then kill) at the end of the test; `.log()`
                returns its output for assertion messages.
   ros_env      the environment the subprocesses get.
-  random_onnx_model   a small randomly initialised SRNet exported to ONNX (once per session).
+  random_onnx_model   a randomly initialised full-size SRNet as ONNX (once per session).
 """
 from __future__ import annotations
 
@@ -205,13 +205,15 @@ def start_node(ros_env, tmp_path):
 # ---------------------------------------------------------------- models
 @pytest.fixture(scope="session")
 def random_onnx_model(tmp_path_factory) -> Path:
-    """A randomly initialised, small SRNet (features=16) exported to ONNX: the real file
-    format and graph, fast on CPU. Its keypoints are meaningless; use it for plumbing."""
+    """A randomly initialised SRNet of the shipped size exported to ONNX (once per session:
+    the export takes ~15 s). The real file format, graph and CPU cost; its keypoints are
+    meaningless, so use it for plumbing and timing behaviour, not accuracy."""
     torch = pytest.importorskip("torch")
     from hand_pose_ros.inference.export import export_onnx
     from hand_pose_ros.model import SRNet, SRNetConfig
 
     torch.manual_seed(0)
-    config = SRNetConfig(features=16)
+    config = SRNetConfig()
     path = tmp_path_factory.mktemp("models") / "random_srnet.onnx"
     return export_onnx(SRNet(config).eval(), config, path)
+

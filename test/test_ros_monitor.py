@@ -84,3 +84,23 @@ def test_monitor_matches_keypoints_to_ground_truth_by_stamp(ros):
     assert summary["retarget_non_finite"] == 0 and summary["non_finite_outputs"] == 0
     assert 0 <= summary["latency_ms_p50"] < 1000 and summary["latency_ms_p99"] >= summary["latency_ms_p50"]
     assert summary["fps"] > 0 and summary["input_fps"] > 0
+
+
+def test_frame_wait_separates_backlog_from_slow_processing():
+    from hand_pose_ros.ros.monitor import frame_waits
+
+    # Processing slows from 100 to 300 ms per frame (CPU contention), no backlog: each
+    # output's latency is its processing time plus 10 ms of waiting.
+    arrivals, latencies, t = [], [], 0.0
+    for i in range(40):
+        processing = 0.1 if i < 20 else 0.3
+        t += processing
+        arrivals.append(t)
+        latencies.append((processing + 0.010) * 1e3)
+    waits = frame_waits(list(zip(arrivals, latencies)))
+    first, last = latency_trend(waits)
+    assert first == pytest.approx(10.0) and last == pytest.approx(10.0)
+    # A backlog: latency grows by one period per frame while processing stays the same.
+    backlog = [(0.1 * i, 100.0 + 50.0 * i) for i in range(1, 41)]
+    first, last = latency_trend(frame_waits(backlog))
+    assert last - first > 1000.0

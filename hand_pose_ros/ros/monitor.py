@@ -4,7 +4,9 @@ Input frames are counted on the CameraInfo topic (one per depth frame, and cheap
 receive, unlike the depth images). Latency is the monitor's clock at arrival minus the
 image stamp the outputs carry. The keypoint error matches /hand_pose/joints with
 /synthetic_camera/ground_truth by stamp (both carry the depth frame's stamp).
-Only messages arriving inside the measuring window count (`start_window`).
+Only messages arriving inside the measuring window count (`start_window`). The latency
+trend (first vs last quarter) and the frame wait (see `frame_waits`) show whether a
+backlog builds up.
 """
 from __future__ import annotations
 
@@ -160,6 +162,7 @@ class PipelineMonitor:
             latency = percentiles([v for _, v in self.latencies_ms], (50, 99))
             retarget_latency = percentiles(self.retarget_latencies_ms, (50, 99))
             first_q, last_q = latency_trend(self.latencies_ms)
+            wait_first_q, wait_last_q = latency_trend(frame_waits(self.latencies_ms))
             pose_diag = self.latest_diagnostics.get("hand_pose", {})
             out = {
                 "duration_s": round(duration, 3),
@@ -171,6 +174,8 @@ class PipelineMonitor:
                 "latency_ms_p99": latency[99],
                 "latency_ms_p50_first_quarter": first_q,
                 "latency_ms_p50_last_quarter": last_q,
+                "wait_ms_p50_first_quarter": wait_first_q,
+                "wait_ms_p50_last_quarter": wait_last_q,
                 "mean_error_mm": float(np.mean(self.errors_mm)) if self.errors_mm else None,
                 "error_frames": len(self.errors_mm),
                 "non_finite_outputs": self.non_finite_outputs,
@@ -194,6 +199,19 @@ def latency_trend(samples: list[tuple[float, float]]) -> tuple[float | None, flo
     values = [v for _, v in sorted(samples)]
     quarter = len(values) // 4
     return float(np.median(values[:quarter])), float(np.median(values[-quarter:]))
+
+
+def frame_waits(samples: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(arrival, latency - time since the previous output) per output after the first.
+
+    When the camera outpaces the model the node is always busy, so the time between two
+    outputs is one frame's processing time; what latency has beyond it is the time the
+    frame waited before processing began (plus transport). Without a backlog that stays
+    under a camera period whatever the CPU load does to the processing time; with a
+    backlog it grows.
+    """
+    ordered = sorted(samples)
+    return [(t, latency - (t - previous) * 1e3) for (previous, _), (t, latency) in zip(ordered, ordered[1:])]
 
 
 def _int_or_none(text):
