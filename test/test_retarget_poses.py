@@ -9,7 +9,8 @@ from hand_pose_ros.retarget.human_hand import named_pose, place_in_camera, rando
 
 LONG_FINGERS = ("index", "middle", "ring", "pinky")
 CASES = [(hand, "analytic", {}) for hand in ("leap", "allegro", "shadow")] + [
-    ("leap", "optimisation", {"method": "vector"}), ("leap", "optimisation", {"method": "dexpilot"})]
+    ("leap", "optimisation", {"method": "vector"}), ("leap", "optimisation", {"method": "dexpilot"}),
+    ("allegro", "optimisation", {"method": "vector"})]
 IDS = [f"{h}-{k}{'-' + o['method'] if o else ''}" for h, k, o in CASES]
 
 
@@ -95,7 +96,7 @@ def test_unknown_retargeter_and_missing_urdf_are_refused():
     with pytest.raises(ValueError, match="unknown retargeter"):
         make_retargeter(load_hand_spec("leap"), "magic")
     with pytest.raises(ValueError, match="no URDF"):
-        make_retargeter(load_hand_spec("shadow"), "optimisation")
+        make_retargeter(load_hand_spec("shadow"), "optimisation")  # analytic only, for now
     with pytest.raises(ValueError, match="method"):
         make_retargeter(load_hand_spec("leap"), "optimisation", method="position")
     with pytest.raises(ValueError, match="handedness"):

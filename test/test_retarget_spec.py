@@ -76,29 +76,34 @@ def test_every_shipped_hand_loads_with_its_public_joint_counts():
     assert load_hand_spec(HANDS / "leap.yaml").joint_names == leap.joint_names
 
 
-def test_leap_urdf_matches_the_spec_and_has_the_public_dimensions():
+@pytest.mark.parametrize("hand, tip_x, mcp_joints, leap_side_joint", [
+    ("leap", 0.228, ["1", "5", "9"], "0"), ("allegro", 0.230, ["joint_1.0", "joint_5.0", "joint_9.0"], None)])
+def test_urdfs_match_their_spec_and_the_public_dimensions(hand, tip_x, mcp_joints, leap_side_joint):
     pin = pytest.importorskip("pinocchio")
     from hand_pose_ros.retarget.kinematics import HandKinematics
 
-    spec = load_hand_spec("leap")
+    spec = load_hand_spec(hand)
     model = pin.buildModelFromUrdf(str(spec.urdf))
-    assert model.nq == 16
+    assert model.nq == len(spec.joints) == 16
     for joint in spec.joints:
         i = model.joints[model.getJointId(joint.name)].idx_q
         assert (model.lowerPositionLimit[i], model.upperPositionLimit[i]) == pytest.approx((joint.lower, joint.upper))
     kin = HandKinematics(spec)
-    tips = kin.link_positions(np.zeros(16), ["thumb_tip", "index_tip", "middle_tip", "ring_tip"])
-    # Flat hand: fingertips 228 mm from the wrist along x, 45.5 mm apart; the thumb sideways.
-    np.testing.assert_allclose(tips[1:, 0], 0.228, atol=1e-3)
-    np.testing.assert_allclose(np.diff(tips[1:, 1]), -0.0455, atol=1e-3)
-    assert tips[0, 1] > 0.17
-    # Flexing the MCPs moves fingertips toward the palm (-z); LEAP's "0" turns the index ulnar.
-    q = np.zeros(16)
-    q[[1, 5, 9]] = 1.0
-    assert np.all(kin.link_positions(q, ["index_tip", "middle_tip", "ring_tip"])[:, 2] < -0.08)
-    q = np.zeros(16)
-    q[0] = 0.3
-    assert kin.link_positions(q, ["index_tip"])[0, 1] < tips[1, 1] - 0.01
+    fingers = ["index_tip", "middle_tip", "ring_tip"]
+    zero = np.clip(np.zeros(16), spec.lower, spec.upper)
+    tips = kin.link_positions(zero, ["thumb_tip"] + fingers)
+    # Flat hand: fingertips about tip_x from the wrist along x, about 45 mm apart, the thumb sideways.
+    np.testing.assert_allclose(tips[1:, 0], tip_x, atol=3e-3)
+    assert np.all(np.abs(np.diff(tips[1:, 1]) + 0.0455) < 0.012)
+    assert tips[0, 1] > 0.15
+    # Flexing the MCPs moves the fingertips toward the palm (-z).
+    q = zero.copy()
+    q[[spec.joint_names.index(j) for j in mcp_joints]] = 1.0
+    assert np.all(kin.link_positions(q, fingers)[:, 2] < -0.08)
+    if leap_side_joint:  # LEAP's side joint: + turns the index toward the middle finger
+        q = zero.copy()
+        q[spec.joint_names.index(leap_side_joint)] = 0.3
+        assert kin.link_positions(q, ["index_tip"])[0, 1] < tips[1, 1] - 0.01
 
 
 def _write_spec(tmp_path: Path, mutate) -> Path:
