@@ -16,6 +16,7 @@ from ..model.config import SRNetConfig
 
 DATASETS = ("synthetic", "nyu", "icvl", "msra", "hands2017")
 AMP_MODES = ("off", "bf16", "fp16")
+SCHEDULES = ("step", "time")
 MSRA_SUBJECTS = 9  # P0..P8, leave-one-subject-out folds
 # Model fields the training config may set; the joints and cube size come from the dataset.
 MODEL_FIELDS_FROM_DATASET = ("keypoint_names", "half_cube_mm")
@@ -25,20 +26,29 @@ MODEL_FIELDS_FROM_DATASET = ("keypoint_names", "half_cube_mm")
 class OptimConfig:
     lr: float = 1e-3                   # AdamW (srnet.md, release defaults)
     weight_decay: float = 0.0
-    # StepLR: multiply the lr by lr_gamma every lr_step_epochs epochs. None = 30% of the
-    # epochs, the release's 15 of 50, so a shorter schedule keeps the same shape.
+    # "step": StepLR, the lr times lr_gamma every lr_step_epochs epochs (None: every
+    # lr_step_fraction of the epochs; 0.3 = the release's 15 of 50, so a shorter schedule
+    # keeps its shape). "time" (needs time_budget_min): the same staircase over wall time,
+    # the lr times lr_gamma each time another lr_step_fraction of the budget is used, so a
+    # run whose speed is not known beforehand still finishes its schedule in its budget.
+    schedule: str = "step"
     lr_step_epochs: int | None = None
+    lr_step_fraction: float = 0.3
     lr_gamma: float = 0.2
     grad_clip: float | None = None     # max gradient norm; None = no clipping
 
     def step_epochs(self, epochs: int) -> int:
-        return self.lr_step_epochs if self.lr_step_epochs else max(1, round(0.3 * epochs))
+        if self.lr_step_epochs:
+            return self.lr_step_epochs
+        return max(1, round(self.lr_step_fraction * epochs))
 
 
 @dataclass
 class LossConfig:
     # Total = sum over stages of alpha * L_uvd + (1 - alpha) * (lambda_h * L_H + lambda_d * L_D).
-    alpha: float = 0.5
+    # None: the variant's default (model.losses.default_loss_weights: 0.5 for the full model,
+    # 1 for representation_unsupervised / direct_regression, 0 for coordinate_unsupervised).
+    alpha: float | None = None
     lambda_h: float = 1.0
     lambda_d: float = 0.01
 
@@ -55,7 +65,7 @@ class AugmentConfig:
 @dataclass
 class TrainConfig:
     dataset: str = "synthetic"
-    root: str | None = None            # dataset folder (not used by synthetic)
+    root: str | None = None            # dataset folder (needed by all but synthetic)
     fold: str | None = None            # msra: "0".."8" (test subject) or "all"
     # Model selection data. "held_out": the last val_frames frames of the training split
     # (excluded from training); synthetic: a fixed set generated once with its own seed.
@@ -75,6 +85,7 @@ class TrainConfig:
     time_budget_min: float | None = None  # stop cleanly (save + validate) after this wall time
     log_every: int = 20                # steps between TensorBoard scalar writes
     model: dict = field(default_factory=dict)  # SRNetConfig fields (features, variant, ...)
+    synthetic: dict = field(default_factory=dict)  # SyntheticConfig fields (camera, noise, ...)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -101,12 +112,16 @@ class TrainConfig:
                 raise ValueError(f"fold={self.fold!r} only applies to dataset msra, not {self.dataset!r}")
             if self.fold != "all" and self.fold not in {str(k) for k in range(MSRA_SUBJECTS)}:
                 raise ValueError(f"fold={self.fold!r}: use 0..{MSRA_SUBJECTS - 1} or 'all'")
-        if self.dataset != "synthetic" and not self.root:
-            raise ValueError(f"dataset {self.dataset!r} needs root (the dataset folder, --root)")
-        if not 0.0 <= self.loss.alpha <= 1.0:
+        if self.loss.alpha is not None and not 0.0 <= self.loss.alpha <= 1.0:
             raise ValueError(f"loss.alpha={self.loss.alpha} must be in [0, 1]")
         if self.loss.lambda_h < 0 or self.loss.lambda_d < 0:
             raise ValueError("loss.lambda_h and loss.lambda_d must be >= 0")
+        if self.optim.schedule not in SCHEDULES:
+            raise ValueError(f"optim.schedule={self.optim.schedule!r} is not one of {SCHEDULES}")
+        if self.optim.schedule == "time" and self.time_budget_min is None:
+            raise ValueError("optim.schedule='time' needs time_budget_min (--time-budget-min)")
+        if not 0 < self.optim.lr_step_fraction <= 1:
+            raise ValueError(f"optim.lr_step_fraction={self.optim.lr_step_fraction} must be in (0, 1]")
         if self.optim.lr <= 0 or not 0 < self.optim.lr_gamma <= 1:
             raise ValueError(f"optim.lr={self.optim.lr} must be > 0 and optim.lr_gamma in (0, 1]")
         if not 0 < self.augment.scale_min <= self.augment.scale_max:
@@ -115,6 +130,15 @@ class TrainConfig:
         if bad:
             raise ValueError(f"model.{bad[0]} comes from the dataset; do not set it in the training config")
         SRNetConfig.from_dict(dict(self.model))  # raises on unknown fields / bad values
+        if self.synthetic:
+            if self.dataset != "synthetic":
+                raise ValueError(f"synthetic settings given but dataset is {self.dataset!r}")
+            self.synthetic_config()
+
+    def synthetic_config(self):
+        """The generator's SyntheticConfig (defaults + the `synthetic` overrides)."""
+        from ..data.synthetic import SyntheticConfig
+        return SyntheticConfig.from_dict(dict(self.synthetic))
 
     def model_config(self, keypoint_names, half_cube_mm: float) -> SRNetConfig:
         """The SRNetConfig for this run: the model overrides plus the dataset's joints and cube."""
