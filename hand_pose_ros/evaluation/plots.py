@@ -85,7 +85,7 @@ def plot_per_joint_errors(results: Sequence[dict], labels: Sequence[str], path, 
     groups = names + ["mean"]
     x = np.arange(len(groups))
     width = 0.8 / len(results)
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.55 * len(groups) * max(1, len(results)) + 2), 5), dpi=120)
+    fig, ax = plt.subplots(figsize=(max(8.0, len(groups) * (0.3 + 0.25 * len(results)) + 2), 5), dpi=120)
     for i, (label, result) in enumerate(zip(labels, results)):
         heights = [result["per_joint_mm"][n] for n in names] + [result["mean_error_mm"]]
         ax.bar(x - 0.4 + width * (i + 0.5), heights, width, label=_legend_label(label, result))
