@@ -2,6 +2,8 @@
 
     hand-pose synth --out DIR --count N --seed S [--width 640 --height 480] [--clean]
     hand-pose synth --preset test --out DIR      # the fixed synthetic test set (2000 frames)
+    hand-pose synth --bench [--device cuda] [--batch 256] [--frames 4096] [--threads 1] --json
+                                                 # generator throughput (crops/s, frames/s)
 
 Prints one JSON summary on stdout with --json; the progress bar goes to stderr.
 """
@@ -13,7 +15,7 @@ import time
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", required=True, help="output directory (must be empty unless --force)")
+    parser.add_argument("--out", help="output directory (must be empty unless --force)")
     parser.add_argument("--count", type=int, help="number of frames (default 1000; the preset's own for --preset)")
     parser.add_argument("--seed", type=int, help="random seed (default 0; the preset's own for --preset)")
     parser.add_argument("--width", type=int, default=None, help="image width (default 640)")
@@ -24,11 +26,28 @@ def add_arguments(parser) -> None:
                         help="camera preset from camera.DATASET_INTRINSICS (default synthetic: D435-like)")
     parser.add_argument("--force", action="store_true", help="overwrite a non-empty output directory")
     parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    bench = parser.add_argument_group("benchmark (--bench: measure, write nothing)")
+    bench.add_argument("--bench", action="store_true", help="measure training crops/s and full frames/s")
+    bench.add_argument("--device", default="cpu", help="torch device for --bench (cpu, cuda, cuda:1)")
+    bench.add_argument("--batch", type=int, default=64, help="batch size for --bench")
+    bench.add_argument("--frames", type=int, default=512, help="frames per measurement for --bench")
+    bench.add_argument("--threads", type=int, default=None, help="torch CPU threads for --bench")
+    bench.add_argument("--no-full-frames", action="store_true", help="--bench: skip the full-frame measurement")
 
 
 def run(args) -> int:
     from .disk import FIXED_TEST_SET, fixed_test_config, write_dataset
-    from .scene import SyntheticConfig
+    from .scene import SyntheticConfig, bench_generator
+
+    if args.bench:
+        config = SyntheticConfig(width=args.width or 0, height=args.height or 0)
+        result = bench_generator(args.device, batch=args.batch, frames=args.frames, config=config,
+                                 threads=args.threads, full_frames=not args.no_full_frames)
+        print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+        return 0
+    if not args.out:
+        print("hand-pose synth: --out DIR is required (or --bench)", file=sys.stderr)
+        return 2
 
     if args.preset == "test":
         clashes = [flag for flag, value in (("--count", args.count), ("--seed", args.seed),

@@ -49,7 +49,9 @@ class SyntheticConfig:
     synergy_pose_fraction: float = 0.35
     # view: forearm direction (elbow -> wrist), roll about it, wrist angles
     forearm_azimuth_deg: tuple = (-110.0, 110.0)  # 0 = pointing up the image
-    forearm_elevation_deg: tuple = (-60.0, 20.0)  # + = wrist farther than the elbow
+    # + = wrist farther than the elbow; <= 0 keeps the hand nearer to the camera than the
+    # arm, which the run-time localiser (nearest object) relies on
+    forearm_elevation_deg: tuple = (-60.0, 0.0)
     roll_deg: tuple = (-180.0, 180.0)             # 0 = palm facing the camera
     wrist_flex_deg: tuple = (-45.0, 55.0)         # + toward the palm
     wrist_deviation_deg: tuple = (-15.0, 25.0)    # + toward the thumb
@@ -76,9 +78,10 @@ class SyntheticConfig:
     min_range_mm: float = 100.0
     max_range_mm: float = 3000.0
     # performance
-    chunk_rays: int = 1_000_000                   # (pixel, primitive) pairs per chunk
+    chunk_rays: int = 2_000_000                   # (pixel, primitive) pairs per chunk (memory bound)
     com_stride: int = 4                           # coarse render stride for the crop centre
-    group_frames: int = 32                        # crop windows rendered in size groups of this many frames
+    group_frames: int = 32                        # crop windows rendered in size groups of about
+    max_groups: int = 8                           # this many frames, at most max_groups groups
 
     def __post_init__(self):
         if self.camera not in DATASET_INTRINSICS:
@@ -335,7 +338,9 @@ def hand_primitives(scene: Scene) -> dict:
 
 def sample_background(scene: Scene, generator: torch.Generator, config: SyntheticConfig) -> dict:
     """A table plane behind/below the hand and box/sphere/cylinder distractors that do not
-    touch the hand and never stand in front of it. {} when both are disabled."""
+    touch the hand, never stand in front of it and are never nearer to the camera than the
+    hand's nearest point (the run-time localiser takes the nearest object for the hand).
+    {} when both are disabled."""
     if config.table_prob <= 0 and (config.distractor_prob <= 0 or config.max_distractors <= 0):
         return {}
     batch = len(scene)
@@ -376,7 +381,9 @@ def sample_background(scene: Scene, generator: torch.Generator, config: Syntheti
                & (py >= uv_lo[:, 1:] - 40) & (py <= uv_hi[:, 1:] + 40))
     blocking = (clearance < bound + 40.0) | (on_hand & (z - bound < hand_far + 20.0))
     new_z = hand_far + bound + 20.0 + 300.0 * u[..., 4]
-    scale = torch.where(blocking, new_z / z, torch.ones_like(z))
+    hand_near = hand[..., 2].amin(dim=1)[:, None]
+    new_z = torch.where(blocking, new_z, torch.maximum(z, hand_near + bound + 50.0))
+    scale = new_z / z
     centre = centre * scale[..., None]
     kind = (u[..., 5] * 3).long()                                   # 0 box, 1 sphere, 2 cylinder
     present = u[..., 6] < config.distractor_prob
@@ -512,14 +519,16 @@ def training_batch(batch: int, generator: torch.Generator, config: SyntheticConf
        the hand (localise_batch: its centre-of-mass refinement from the hand's nearest
        pixel), on a clean stride-`com_stride` render of the whole frame;
     3. render (with the sensor model) only each frame's crop window at full resolution,
-       frames sorted by window size and rendered in groups of `group_frames` (each group's
-       windows as large as its largest), and cut + normalise it with data.crop.crop_batch_torch;
+       frames sorted by window size and rendered in groups of about `group_frames` (at most
+       `max_groups`; each group's windows as large as its largest), and cut + normalise it with data.crop.crop_batch_torch;
        labels with data.crop.normalise_uvd.
 
     Returns crops [B, 1, out, out] float32, uvd_norm [B, 21, 3] float32 and info: a dict
     with 'crop' (a data.crop.CropBatch in full-frame coordinates: recover_uvd(pred, it)),
     'com_uvd' [B, 3], 'box' [B], 'uvd' [B, 21, 3], 'xyz' [B, 21, 3], 'is_left' [B],
-    'cam' (Intrinsics), 'half_cube_mm'.
+    'in_crop' [B] bool (every joint inside the crop square and the depth cube: false when
+    the localiser's centre slid off the hand, e.g. onto the forearm), 'cam' (Intrinsics),
+    'half_cube_mm'.
     """
     from ..crop import CropBatch, crop_batch_torch, normalise_uvd
 
@@ -546,7 +555,8 @@ def training_batch(batch: int, generator: torch.Generator, config: SyntheticConf
     crops = torch.zeros(batch, out_size, out_size, device=device)
     uvd_norm = torch.zeros(batch, 21, 3, device=device)
     order = torch.argsort(side)
-    for part in torch.split(order, max(1, int(config.group_frames))):
+    groups = min(max(1, -(-batch // max(1, config.group_frames))), max(1, config.max_groups))
+    for part in torch.tensor_split(order, groups):
         if part.numel() == 0:
             continue
         size = int(side[part].max())
@@ -558,9 +568,10 @@ def training_batch(batch: int, generator: torch.Generator, config: SyntheticConf
         crops[part] = local.image
         uvd_norm[part] = normalise_uvd(uvd[part].double() - shift[:, None], local).float()
     cube = torch.full((batch,), float(half_cube_mm), device=device, dtype=torch.float64)
+    in_crop = (uvd_norm[..., :2].abs() <= 0.5).all(dim=-1).all(dim=-1) & (uvd_norm[..., 2].abs() < 1).all(dim=-1)
     info = {"crop": CropBatch(image=crops, com_uvd=com_uvd, box=box, half_cube_mm=cube),
             "com_uvd": com_uvd, "box": box, "uvd": uvd, "xyz": scene.xyz, "is_left": scene.is_left,
-            "cam": cam, "half_cube_mm": float(half_cube_mm)}
+            "in_crop": in_crop, "cam": cam, "half_cube_mm": float(half_cube_mm)}
     return crops[:, None], uvd_norm, info
 
 
