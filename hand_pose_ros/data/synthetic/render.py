@@ -241,6 +241,13 @@ def _trace_kind(kind: str, prims: dict, cam: Intrinsics, window: Window, out: to
     pixels = ncols * nrows                                                            # [B*N]
 
     flat = {k: _components_first(v, batch, count) for k, v in _prepare(kind, prims).items()}
+    # Per primitive: its rectangle's width, its top-left as an index into `out`, and the
+    # image pixel (u, v) of that corner: one gather per ray instead of several.
+    frame = torch.arange(batch, device=device).repeat_interleave(count)              # [B*N]
+    corner = torch.stack([ncols,
+                          (frame * h + row_lo) * w + col_lo,
+                          window.left[frame] + col_lo,
+                          window.top[frame] + row_lo])                                # [4, B*N]
     # Split the primitive list into chunks of about chunk_rays (pixel, primitive) pairs.
     host_pixels = pixels.cpu().numpy()
     ends = np.cumsum(host_pixels)
@@ -256,16 +263,16 @@ def _trace_kind(kind: str, prims: dict, cam: Intrinsics, window: Window, out: to
             per = pixels[start:stop]
             pair = torch.repeat_interleave(ids, per, output_size=n_rays)             # [K]
             first = torch.cumsum(per, 0) - per                                        # [n]
-            offset = torch.arange(n_rays, device=device) - first[pair - start]
-            row = row_lo[pair] + torch.div(offset, ncols[pair], rounding_mode="floor")
-            col = col_lo[pair] + offset % ncols[pair]
-            frame = torch.div(pair, count, rounding_mode="floor")
-            u = (window.left[frame] + col).to(out.dtype)
-            v = (window.top[frame] + row).to(out.dtype)
+            offset = torch.arange(n_rays, device=device) - first[pair - start]       # [K]
+            width_k, index_k, u_k, v_k = corner.index_select(1, pair)                 # 4 x [K]
+            row = torch.div(offset, width_k, rounding_mode="floor")
+            col = offset - row * width_k
+            u = (u_k + col).to(out.dtype)
+            v = (v_k + row).to(out.dtype)
             d = torch.stack([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, torch.ones_like(u)])  # [3, K]
             t = _intersect(kind, d, {k: x.index_select(-1, pair) for k, x in flat.items()})
             t = torch.where(t > NEAR_MM, t, INF)
-            out.scatter_reduce_(0, (frame * h + row) * w + col, t, reduce="amin")
+            out.scatter_reduce_(0, index_k + row * w + col, t, reduce="amin")
         start = stop
 
 
