@@ -89,7 +89,7 @@ def find_executable(package: str, executable: str) -> list[str] | None:
         from ament_index_python.packages import get_package_prefix
 
         candidates.append(Path(get_package_prefix(package)) / "lib" / package / executable)
-    except (ImportError, LookupError, ValueError):
+    except (ImportError, LookupError, ValueError, OSError):  # OSError: no AMENT_PREFIX_PATH
         pass
     on_path = shutil.which(executable)
     if on_path:

@@ -7,14 +7,19 @@ Publishes, all with the same stamp per frame and frame_id `camera_depth_optical_
   camera_info_topic    sensor_msgs/CameraInfo
   ground_truth_topic   geometry_msgs/PoseArray, 21 keypoints in canonical order (metres)
 
-If rendering one frame live takes too long for the requested rate on this CPU, a looped
-sequence is pre-rendered at start-up (logged, with a progress bar) so the published rate
-holds.
+If rendering one frame live takes too long for the requested rate on this CPU, a sequence
+is pre-rendered at start-up (logged, with a progress bar; kept in cache_dir for the next
+start) and played forwards then backwards, so the published rate holds and the motion never
+jumps.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -41,7 +46,10 @@ PARAMS = [
     Param("qos", "reliable", "QoS of the camera publishers.", choices=("reliable", "sensor_data")),
     Param("prerender", "auto", "Pre-render a looped sequence: auto (when live rendering is too slow), "
           "always, never.", choices=("auto", "always", "never")),
-    Param("loop_s", 6.0, "Length of the pre-rendered looped sequence (s).", range=(0.5, 120.0)),
+    Param("loop_s", 6.0, "Length of the pre-rendered sequence (s); it plays forwards then backwards.",
+          range=(0.1, 120.0)),
+    Param("cache_dir", "~/.cache/hand_pose_ros/synthetic_camera", "Where pre-rendered sequences are kept "
+          "for the next start; empty = no cache."),
 ]
 
 
@@ -53,52 +61,93 @@ def scaled_intrinsics(preset: str, width: int, height: int) -> Intrinsics:
 
 
 class FrameSource:
-    """Frames of the hand motion at time t: rendered live or looked up in a pre-rendered loop."""
+    """Frames of the hand motion: rendered live, or looked up in a pre-rendered sequence
+    played forwards then backwards (a ping-pong loop has no jump where it wraps)."""
 
     def __init__(self, seed: int, cam: Intrinsics, noise: bool):
-        from ..data.synthetic import HandMotion
+        import torch
 
+        from ..data.synthetic import HandMotion, SyntheticConfig
+
+        # One thread: the renderer's small per-frame kernels only lose to thread hand-offs,
+        # badly so on a busy machine.
+        torch.set_num_threads(1)
         self.cam = cam
+        self.seed = seed
+        self.noise = noise
         self.motion = HandMotion(seed)
-        self.config = synthetic_config(noise, cam)
-        self.loop: list | None = None
-        self.loop_rate = 0.0
+        self.config = dataclasses.replace(SyntheticConfig(), noise=bool(noise))
+        self.loop: tuple[np.ndarray, np.ndarray] | None = None  # depth [N, H, W] uint16, xyz [N, 21, 3]
 
-    def render(self, t: float):
-        """-> (depth uint16 [H, W], xyz mm [21, 3])"""
+    def render(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """-> (depth uint16 [H, W], xyz mm [21, 3]) at motion time t."""
         depth, _uvd, xyz = self.motion.render_frame(t, self.cam, self.config)
         return np.asarray(depth, dtype=np.uint16), np.asarray(xyz, dtype=np.float64)
 
     def seconds_per_frame(self, frames: int = 3) -> float:
-        self.render(0.0)  # first call: allocations, torch start-up
+        self.render(0.0)  # first call pays for allocations
         start = time.perf_counter()
         for i in range(frames):
             self.render(0.1 * (i + 1))
         return (time.perf_counter() - start) / frames
 
-    def prerender(self, loop_s: float, rate_hz: float) -> None:
+    def cache_key(self, count: int, rate_hz: float) -> str:
+        """Changes with anything that changes the frames, including the generator's code."""
+        from ..data import synthetic
+
+        digest = hashlib.sha256()
+        for path in sorted(Path(synthetic.__file__).parent.glob("*.py")):
+            digest.update(path.read_bytes())
+        digest.update(repr((synthetic.GENERATOR_VERSION, self.seed, self.noise, self.cam, count, rate_hz)).encode())
+        return digest.hexdigest()[:20]
+
+    def cache_file(self, loop_s: float, rate_hz: float, cache_dir: Path | None) -> Path | None:
+        count = max(2, int(round(loop_s * rate_hz)))
+        return cache_dir / f"frames_{self.cache_key(count, rate_hz)}.npz" if cache_dir else None
+
+    def is_cached(self, loop_s: float, rate_hz: float, cache_dir: Path | None) -> bool:
+        cached = self.cache_file(loop_s, rate_hz, cache_dir)
+        return cached is not None and cached.is_file()
+
+    def prerender(self, loop_s: float, rate_hz: float, cache_dir: Path | None = None, log=print) -> None:
         from tqdm import tqdm
 
-        count = max(1, int(round(loop_s * rate_hz)))
-        self.loop = [self.render(i / rate_hz)
-                     for i in tqdm(range(count), desc="pre-rendering synthetic frames", unit="frame",
-                                   file=sys.stderr, mininterval=1.0)]
-        self.loop_rate = rate_hz
+        count = max(2, int(round(loop_s * rate_hz)))
+        cached = self.cache_file(loop_s, rate_hz, cache_dir)
+        if cached is not None and cached.is_file():
+            try:
+                with np.load(cached) as data:
+                    self.loop = (data["depth"], data["xyz"])
+                log(f"loaded {count} pre-rendered frames from {cached}")
+                return
+            except (OSError, ValueError, KeyError) as e:
+                log(f"ignoring unreadable frame cache {cached}: {e}")
+        frames = [self.render(i / rate_hz) for i in tqdm(range(count), desc="pre-rendering synthetic frames",
+                                                          unit="frame", file=sys.stderr, mininterval=1.0)]
+        self.loop = (np.stack([d for d, _ in frames]), np.stack([x for _, x in frames]))
+        if cached is not None:
+            try:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp.npz")
+                np.savez(tmp, depth=self.loop[0], xyz=self.loop[1])  # uncompressed: zlib takes longer than rendering
+                tmp.replace(cached)  # never a half-written cache file under the real name
+            except OSError as e:
+                log(f"could not cache the frames in {cached}: {e}")
 
-    def frame(self, index: int, t: float):
-        if self.loop is not None:
-            return self.loop[index % len(self.loop)]
-        return self.render(t)
+    def frame(self, index: int, t: float) -> tuple[np.ndarray, np.ndarray]:
+        if self.loop is None:
+            return self.render(t)
+        depth, xyz = self.loop
+        i = ping_pong_index(index, len(depth))
+        return depth[i], xyz[i]
 
 
-def synthetic_config(noise: bool, cam: Intrinsics):
-    """The generator config for the camera stream: with or without the sensor model."""
-    from ..data.synthetic import SyntheticConfig
-
-    config = SyntheticConfig()
-    if not noise:
-        config = config.without_noise() if hasattr(config, "without_noise") else config
-    return config
+def ping_pong_index(index: int, count: int) -> int:
+    """0, 1, ..., count-1, count-2, ..., 1, 0, 1, ...: the sequence forwards then backwards."""
+    if count < 2:
+        return 0
+    i = index % (2 * count - 2)
+    return i if i < count else 2 * count - 2 - i
 
 
 class SyntheticCamera:
@@ -135,7 +184,8 @@ class SyntheticCamera:
         mode, rate = self.p["prerender"], self.p["rate_hz"]
         if mode == "never":
             return
-        if mode == "auto":
+        cache = Path(os.path.expanduser(self.p["cache_dir"])) if self.p["cache_dir"] else None
+        if mode == "auto" and not self.source.is_cached(self.p["loop_s"], rate, cache):
             seconds = self.source.seconds_per_frame()
             if seconds <= LIVE_BUDGET / rate:
                 self.log.info(f"rendering live: {seconds * 1e3:.1f} ms per frame fits {rate:.1f} Hz")
@@ -144,8 +194,9 @@ class SyntheticCamera:
                           f"pre-rendering a looped {self.p['loop_s']:.1f} s sequence "
                           f"({int(round(self.p['loop_s'] * rate))} frames) first")
         start = time.monotonic()
-        self.source.prerender(self.p["loop_s"], rate)
-        self.log.info(f"pre-rendered {len(self.source.loop)} frames in {time.monotonic() - start:.1f} s")
+        self.source.prerender(self.p["loop_s"], rate, cache, log=self.log.info)
+        self.log.info(f"{len(self.source.loop[0])} frames ready in {time.monotonic() - start:.1f} s "
+                      "(played forwards then backwards)")
 
     def _tick(self) -> None:
         t = self.frames / self.p["rate_hz"]  # motion time advances one frame per tick
