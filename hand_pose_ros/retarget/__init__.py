@@ -6,6 +6,9 @@ analytic    joint angles measured from keypoints, mapped by the spec's table (fa
 optimisation  dex-retargeting vector / DexPilot optimisers on our URDFs
 safety      joint limits, velocity clamp, hold then ramp to the safe pose on tracking loss
 pipeline    validation + One Euro filter + retargeter + safety, what the ROS node runs
+kinematics  URDF forward kinematics (pinocchio) and the fingertip-error measure
+human_hand  human keypoints from the synthetic hand model, for tests and the benchmark
+bench       `python -m hand_pose_ros.retarget.bench --json`
 Nothing here imports rclpy.
 """
 from hand_pose_ros.retarget.base import RETARGETERS, Retargeter, make_retargeter

@@ -23,6 +23,11 @@ import time
 from collections import deque
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseArray
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from hand_pose_ros.retarget import PipelineConfig, RetargetPipeline, SafetyConfig, load_hand_spec, make_retargeter
 from hand_pose_ros.retarget.pipeline import FILTER_TARGETS
@@ -126,10 +131,6 @@ def build_pipeline(p: dict) -> RetargetPipeline:
 
 class RetargetNode:
     def __init__(self, node):
-        from diagnostic_msgs.msg import DiagnosticArray
-        from geometry_msgs.msg import PoseArray
-        from sensor_msgs.msg import JointState
-
         self.node = node
         try:
             self.p = declare_all(node, PARAMS)
@@ -169,10 +170,6 @@ class RetargetNode:
                           durability=DurabilityPolicy.VOLATILE)
 
     def _adapter_publishers(self) -> dict:
-        from sensor_msgs.msg import JointState
-        from std_msgs.msg import Float64MultiArray
-        from trajectory_msgs.msg import JointTrajectory
-
         kinds = {"leap": (JointState, "leap_topic"),
                  "float64_multi_array": (Float64MultiArray, "position_controller_topic"),
                  "joint_trajectory": (JointTrajectory, "trajectory_topic")}
@@ -207,21 +204,19 @@ class RetargetNode:
             self._publish(command, self.node.get_clock().now().to_msg())
 
     def _publish(self, command: np.ndarray, stamp) -> None:
-        from sensor_msgs.msg import JointState
-
         if self.pipeline.state == WAITING:
             return  # nothing to say before the first usable hand
         positions = [float(v) for v in command]
-        self.pub_commands.publish(self._joint_state(JointState, positions, stamp))
+        self.pub_commands.publish(self._joint_state(positions, stamp))
         if self.pub_adapters:
             driver = [float(v) for v in command + self.offset]
             for name, publisher in self.pub_adapters.items():
                 publisher.publish(self._adapter_message(name, driver, stamp))
         self._outputs.append(time.monotonic())
         if stamp.sec or stamp.nanosec:
-            self._latencies_ms.append((self._now() - (stamp.sec + stamp.nanosec * 1e-9)) * 1e3)
+            self._latencies_ms.append((self._now() - conversions.stamp_to_seconds(stamp)) * 1e3)
 
-    def _joint_state(self, JointState, positions: list, stamp):
+    def _joint_state(self, positions: list, stamp) -> JointState:
         msg = JointState()
         msg.header.stamp = stamp
         msg.name = list(self.joint_names)
@@ -230,17 +225,11 @@ class RetargetNode:
 
     def _adapter_message(self, name: str, positions: list, stamp):
         if name == "leap":
-            from sensor_msgs.msg import JointState
-            return self._joint_state(JointState, positions, stamp)
+            return self._joint_state(positions, stamp)
         if name == "float64_multi_array":
-            from std_msgs.msg import Float64MultiArray
             return Float64MultiArray(data=positions)
-        from builtin_interfaces.msg import Duration
-        from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-
-        seconds = self.p["trajectory_time_from_start"]
-        point = JointTrajectoryPoint(positions=positions, time_from_start=Duration(
-            sec=int(seconds), nanosec=int(round((seconds - int(seconds)) * 1e9))))
+        point = JointTrajectoryPoint(positions=positions, time_from_start=conversions.seconds_to_duration(
+            self.p["trajectory_time_from_start"]))
         msg = JointTrajectory(joint_names=list(self.joint_names), points=[point])
         msg.header.stamp = stamp
         return msg
