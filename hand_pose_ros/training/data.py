@@ -211,7 +211,7 @@ class SyntheticTrainStream:
     step, from this rank's own torch.Generator (its state is saved for exact resume)."""
 
     def __init__(self, batch_size: int, steps_per_epoch: int, device: torch.device, seed: int,
-                 half_cube_mm: float, synthetic_config):
+                 half_cube_mm: float, synthetic_config, input_size: int = 128):
         from ..data import synthetic
 
         self._make = synthetic.training_batch
@@ -220,12 +220,13 @@ class SyntheticTrainStream:
         self.device = device
         self.half_cube_mm = float(half_cube_mm)
         self.synthetic_config = synthetic_config
+        self.input_size = input_size
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
 
     def next_batch(self) -> TrainBatch:
         crops, uvd_norm, info = self._make(self.batch_size, self.generator, self.synthetic_config,
-                                           self.device, self.half_cube_mm)
+                                           self.device, self.half_cube_mm, self.input_size)
         box = torch.as_tensor(info["box"], device=self.device)
         cube = torch.full((self.batch_size,), self.half_cube_mm, device=self.device)
         return TrainBatch(crops=crops, uvd_norm=uvd_norm, box=box, half_cube_mm=cube)
@@ -306,7 +307,7 @@ def _synthetic_data(config, ctx, seeds, input_size) -> TrainingData:
     synthetic_config = config.synthetic_config()
     _, half_cube = dataset_joints("synthetic")
     train = SyntheticTrainStream(config.batch_size, config.steps_per_epoch, ctx.device,
-                                 seeds["train"], half_cube, synthetic_config)
+                                 seeds["train"], half_cube, synthetic_config, input_size)
     # The fixed validation set: generated once, same seed on every rank, own generator.
     generator = torch.Generator(device=ctx.device)
     generator.manual_seed(seeds["validation"])

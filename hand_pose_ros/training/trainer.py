@@ -421,7 +421,7 @@ def _eval_reserve_s(last_eval_s, images, seconds, val_frames) -> float:
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
-        return f"{device} ({torch.cuda.getdevice_name(device)})"
+        return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
 
 
