@@ -517,7 +517,9 @@ def training_batch(batch: int, generator: torch.Generator, config: SyntheticConf
     1. sample B scenes;
     2. find each crop centre as the pose node's localiser does at run time, given it is on
        the hand (localise_batch: its centre-of-mass refinement from the hand's nearest
-       pixel), on a clean stride-`com_stride` render of the whole frame;
+       pixel), on a clean stride-`com_stride` render of the whole frame; where that centre
+       slid so far along the forearm that a joint would fall outside the crop (~10% of
+       frames with the localiser's defaults), the centre of the visible hand pixels instead;
     3. render (with the sensor model) only each frame's crop window at full resolution,
        frames sorted by window size and rendered in groups of about `group_frames` (at most
        `max_groups`; each group's windows as large as its largest), and cut + normalise it with data.crop.crop_batch_torch;
@@ -526,9 +528,10 @@ def training_batch(batch: int, generator: torch.Generator, config: SyntheticConf
     Returns crops [B, 1, out, out] float32, uvd_norm [B, 21, 3] float32 and info: a dict
     with 'crop' (a data.crop.CropBatch in full-frame coordinates: recover_uvd(pred, it)),
     'com_uvd' [B, 3], 'box' [B], 'uvd' [B, 21, 3], 'xyz' [B, 21, 3], 'is_left' [B],
-    'in_crop' [B] bool (every joint inside the crop square and the depth cube: false when
-    the localiser's centre slid off the hand, e.g. onto the forearm), 'cam' (Intrinsics),
-    'half_cube_mm'.
+    'in_crop' [B] bool (every joint inside the crop square and the depth cube),
+    'localiser_centre' [B] bool (false where the localiser's centre slid off the hand, onto
+    the forearm, and the crop was centred on the hand's own pixels instead), 'cam'
+    (Intrinsics), 'half_cube_mm'.
     """
     from ..crop import CropBatch, crop_batch_torch, normalise_uvd
 
@@ -541,17 +544,22 @@ def training_batch(batch: int, generator: torch.Generator, config: SyntheticConf
     coarse_cam = _strided(cam, stride)
     coarse = render_scene(scene, coarse_cam, Window.full(coarse_cam, batch, device),
                           config.replace(noise=False, quantise_mm=0.0))
+    uvd = xyz_to_uvd(scene.xyz, cam)
     com_uvd, _ = localise_batch(coarse["clean_depth_mm"], coarse["hand_depth_mm"], coarse_cam,
                                 pixel_scale=stride)
-    # The crop square of data/crop.py: side 2*(box//2), top-left floor(com) - box//2.
     com_uvd = com_uvd.double()
-    box = torch.floor(half_cube_mm * abs(cam.fx) / com_uvd[:, 2]
-                      + half_cube_mm * abs(cam.fy) / com_uvd[:, 2]).long()
+    # Where the localiser's centre slid so far (onto the forearm) that a joint would leave
+    # the crop, a crop without the hand teaches nothing: centre those on the hand's own
+    # pixels instead (a perfectly segmented hand). info['localiser_centre'] says which.
+    localiser_ok = _joints_inside(uvd, com_uvd, cam, half_cube_mm)
+    hand_com = _hand_centre(coarse["clean_depth_mm"], coarse["hand_mask"], stride, com_uvd)
+    com_uvd = torch.where(localiser_ok[:, None], com_uvd, hand_com)
+    # The crop square of data/crop.py: side 2*(box//2), top-left floor(com) - box//2.
+    box = _box(com_uvd, cam, half_cube_mm)
     side = 2 * (box // 2)
     left = torch.floor(com_uvd[:, 0]).long() - box // 2
     top = torch.floor(com_uvd[:, 1]).long() - box // 2
 
-    uvd = xyz_to_uvd(scene.xyz, cam)
     crops = torch.zeros(batch, out_size, out_size, device=device)
     uvd_norm = torch.zeros(batch, 21, 3, device=device)
     order = torch.argsort(side)
@@ -571,8 +579,37 @@ def training_batch(batch: int, generator: torch.Generator, config: SyntheticConf
     in_crop = (uvd_norm[..., :2].abs() <= 0.5).all(dim=-1).all(dim=-1) & (uvd_norm[..., 2].abs() < 1).all(dim=-1)
     info = {"crop": CropBatch(image=crops, com_uvd=com_uvd, box=box, half_cube_mm=cube),
             "com_uvd": com_uvd, "box": box, "uvd": uvd, "xyz": scene.xyz, "is_left": scene.is_left,
-            "in_crop": in_crop, "cam": cam, "half_cube_mm": float(half_cube_mm)}
+            "in_crop": in_crop, "localiser_centre": localiser_ok, "cam": cam,
+            "half_cube_mm": float(half_cube_mm)}
     return crops[:, None], uvd_norm, info
+
+
+def _box(com_uvd: torch.Tensor, cam: Intrinsics, half_cube_mm: float) -> torch.Tensor:
+    """data/crop.py's box = int(cube*fx/d + cube*fy/d) per frame ([B, 3] -> [B] int64)."""
+    return torch.floor(half_cube_mm * abs(cam.fx) / com_uvd[:, 2] + half_cube_mm * abs(cam.fy) / com_uvd[:, 2]).long()
+
+
+def _joints_inside(uvd: torch.Tensor, com_uvd: torch.Tensor, cam: Intrinsics, half_cube_mm: float) -> torch.Tensor:
+    """[B] bool: every joint's normalised label inside the crop square and the depth cube."""
+    box = _box(com_uvd, cam, half_cube_mm).to(com_uvd.dtype)[:, None]
+    u_n = (uvd[..., 0].double() - torch.floor(com_uvd[:, None, 0])) / (box - 1)
+    v_n = (uvd[..., 1].double() - torch.floor(com_uvd[:, None, 1])) / (box - 1)
+    d_n = (uvd[..., 2].double() - com_uvd[:, None, 2]) / half_cube_mm
+    return ((u_n.abs() <= 0.5) & (v_n.abs() <= 0.5) & (d_n.abs() < 1)).all(dim=1)
+
+
+def _hand_centre(depth: torch.Tensor, hand_mask: torch.Tensor, stride: int, fallback: torch.Tensor) -> torch.Tensor:
+    """Mean (u, v, d) of the visible hand pixels of a stride-`stride` render, in full-frame
+    pixels ([B, h, w] -> [B, 3] float64; `fallback` where no hand pixel is visible)."""
+    batch, h, w = depth.shape
+    mask = hand_mask.to(torch.float64)
+    count = mask.sum(dim=(1, 2))
+    rows = torch.arange(h, device=depth.device, dtype=torch.float64) * stride
+    cols = torch.arange(w, device=depth.device, dtype=torch.float64) * stride
+    total = count.clamp(min=1)
+    centre = torch.stack([(mask.sum(dim=1) * cols).sum(dim=1) / total, (mask.sum(dim=2) * rows).sum(dim=1) / total,
+                          (mask * depth.double()).sum(dim=(1, 2)) / total], dim=-1)
+    return torch.where((count > 0)[:, None], centre, fallback)
 
 
 def _subset(scene: Scene, index: torch.Tensor) -> Scene:
