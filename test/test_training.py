@@ -290,6 +290,17 @@ def test_resume_is_exact(short_run, tmp_path):
     assert result["optimizer"]["state"][0]["step"] == reference["optimizer"]["state"][0]["step"]
 
 
+def test_time_schedule_follows_the_budget(tmp_path):
+    config = tiny_config(tmp_path, val_frames=4, time_budget_min=5.0,
+                         optim={"schedule": "time", "lr": 1e-3, "lr_step_fraction": 0.3})
+    trainer = Trainer(config, write_files=False)
+    lrs = []
+    for progress in (0.0, 0.29, 0.31, 0.61, 0.95):
+        trainer._set_time_lr(progress)
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+    np.testing.assert_allclose(lrs, [1e-3, 1e-3, 2e-4, 4e-5, 8e-6])
+
+
 # ----------------------------------------------------------------------------- command line
 
 def run_cli(args, capsys):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -45,7 +46,9 @@ def derived_seed(seed: int, purpose: int, rank: int = 0) -> int:
 
 
 def log(message: str) -> None:
-    print(f"[train] {message}", file=sys.stderr, flush=True)
+    """Progress on stderr, from rank 0 only (torchrun sets RANK)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"[train] {message}", file=sys.stderr, flush=True)
 
 
 class Trainer:
@@ -175,7 +178,8 @@ class Trainer:
             running_steps = 0
             bar = tqdm(total=steps_per_epoch, initial=self.step_in_epoch, file=sys.stderr,
                        desc=f"epoch {self.epoch + 1}/{config.epochs}", disable=not ctx.is_main,
-                       dynamic_ncols=True, leave=False)
+                       dynamic_ncols=True, leave=False,
+                       mininterval=0.5 if sys.stderr.isatty() else 30.0)  # logs stay short
             for batch in self.data.train.batches(self.epoch, self.step_in_epoch):
                 parts = self.train_step(batch)
                 for key, value in parts.items():
