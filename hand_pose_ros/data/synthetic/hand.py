@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...keypoints import CANONICAL, FINGERS
+from ...keypoints import FINGERS
 
 ANGLE_NAMES = (
     "thumb_cmc_flex", "thumb_cmc_abd", "thumb_mcp_flex", "thumb_ip_flex",
@@ -231,5 +231,3 @@ def bone_lengths(keypoints: torch.Tensor) -> torch.Tensor:
     return (keypoints[..., child.to(keypoints.device), :]
             - keypoints[..., parent.to(keypoints.device), :]).norm(dim=-1)
 
-
-assert len(CANONICAL) == 21  # chain layout above: wrist, then 5 chains of 4

@@ -243,11 +243,13 @@ def _place_in_view(points: torch.Tensor, radius: torch.Tensor, cam: Intrinsics,
         high = ((size - 1 - margin - principal) * depth / focal - coord - r).amin(dim=1)
         return low, high
 
-    for _ in range(30):   # push back (5% per round) until both ranges are non-empty
+    for round_ in range(31):   # push back (5% per round) until both ranges are non-empty
         x_lo, x_hi = feasible_range(z, points[..., 0], cam.fx, cam.cx, cam.width)
         y_lo, y_hi = feasible_range(z, points[..., 1], cam.fy, cam.cy, cam.height)
         too_close = (x_lo > x_hi) | (y_lo > y_hi) | ((z[:, None] + points[..., 2] - r).amin(dim=1)
                                                      < config.min_range_mm + 20)
+        if round_ == 30:
+            break
         z = torch.where(too_close, z * 1.05, z)
     u = torch.rand(batch, 2, generator=generator, device=generator.device)
     x = torch.where(x_lo <= x_hi, x_lo + (x_hi - x_lo) * u[:, 0], 0.5 * (x_lo + x_hi))
@@ -404,10 +406,6 @@ def sample_background(scene: Scene, generator: torch.Generator, config: Syntheti
 
 
 # ----------------------------------------------------------------------------- rendering
-
-def _new_generator(generator, device):
-    return generator if generator is not None else torch.Generator(device=device)
-
 
 def render_scene(scene: Scene, cam: Intrinsics, window: Window, config: SyntheticConfig,
                  generator: torch.Generator | None = None) -> dict:
