@@ -76,11 +76,15 @@ def test_monitor_matches_keypoints_to_ground_truth_by_stamp(ros):
         joints_pub.publish(conv.keypoints_to_pose_array(np.full((21, 3), 900.0), stray))
         ros.wait_for(lambda: monitor.summary()["frames_out"] == frames + 1, 10, what="all estimates")
         ros.wait_for(lambda: monitor.summary()["error_frames"] == frames, 10, what="all matches")
+        ros.wait_for(lambda: monitor.summary()["retarget_frames"] == frames, 10, what="all commands")
+        # CameraInfo goes best effort (as from a camera driver): almost all of it arrives on loopback.
+        ros.wait_for(lambda: monitor.summary()["frames_in"] >= frames - 2, 10, what="the camera frames")
         summary = monitor.summary()
     finally:
         watcher.close()
     assert summary["mean_error_mm"] == pytest.approx(5.0, abs=1e-6)
-    assert summary["frames_in"] == frames and summary["retarget_frames"] == frames
+    assert summary["retarget_commands_for_keypoints"] == frames  # each carries a keypoint stamp
+    assert summary["retarget_latency_ms_p50"] is not None
     assert summary["retarget_non_finite"] == 0 and summary["non_finite_outputs"] == 0
     assert 0 <= summary["latency_ms_p50"] < 1000 and summary["latency_ms_p99"] >= summary["latency_ms_p50"]
     assert summary["fps"] > 0 and summary["input_fps"] > 0

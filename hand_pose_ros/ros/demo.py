@@ -29,7 +29,7 @@ import numpy as np
 from .. import keypoints
 from . import launch_plan
 from .params import resolve_share_path, share_dir
-from .run import _fmt, json_safe, print_summary, run_pipeline
+from .run import _fmt, json_safe, run_pipeline
 
 SHIPPED_MODEL = "models/srnet_synthetic.onnx"
 BANNER = "!" * 78
@@ -155,16 +155,21 @@ class Snapshot:
 
 
 def frame_png(path: Path, depth, cam, pred_xyz, truth_xyz) -> None:
-    """The depth frame with the estimated skeleton; the ground truth as small white dots."""
+    """The depth frame with the estimated skeleton in finger colours over the ground truth
+    drawn as a thin white skeleton."""
     from PIL import Image
 
-    from .overlay import debug_overlay, draw_disc
+    from .overlay import colourise_depth, draw_disc, draw_line, draw_skeleton
 
     valid = depth[depth > 0]
     near = float(np.percentile(valid, 1)) if valid.size else 0.0
-    rgb = debug_overlay(depth, cam.xyz_to_uvd(pred_xyz)[:, :2], depth_range_mm=(near, near + 600.0))
-    for u, v, _ in cam.xyz_to_uvd(truth_xyz):
-        draw_disc(rgb, (u, v), 1, (255, 255, 255))
+    rgb = colourise_depth(depth, near, near + 600.0)
+    truth_uv = cam.xyz_to_uvd(truth_xyz)[:, :2]
+    for a, b in keypoints.edges(keypoints.CANONICAL):
+        draw_line(rgb, truth_uv[a], truth_uv[b], (255, 255, 255), 1)
+    for uv in truth_uv:
+        draw_disc(rgb, uv, 1, (255, 255, 255))
+    draw_skeleton(rgb, cam.xyz_to_uvd(pred_xyz)[:, :2])
     Image.fromarray(rgb).save(path)
 
 
@@ -219,7 +224,8 @@ def report_markdown(r: dict) -> str:
               f"({r.get('error_frames')} frames) |",
               f"| dropped frames (pose node, newest-frame policy) | {r.get('frames_dropped')} |",
               f"| retargeting output rate | {_fmt(r.get('retarget_fps'))} fps ({r.get('retarget_frames')} commands) |",
-              f"| retargeting latency image stamp -> joint command, p50 | {_fmt(r.get('retarget_latency_ms_p50'))} ms |",
+              f"| retargeting latency image stamp -> joint command, p50 / p99 | "
+              f"{_fmt(r.get('retarget_latency_ms_p50'))} / {_fmt(r.get('retarget_latency_ms_p99'))} ms |",
               ""]
     timings = r.get("pose_node_timings_ms") or {}
     if timings:

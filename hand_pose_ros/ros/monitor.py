@@ -47,6 +47,7 @@ class PipelineMonitor:
         self.node = node
         self._lock = threading.Lock()
         self._window_start: float | None = None
+        self._window_end: float | None = None
         self._truth: dict[int, np.ndarray] = {}   # stamp key -> [J, 3] mm
         self._pending: dict[int, np.ndarray] = {}  # joints waiting for their ground truth
         self.keep_last = keep_last
@@ -67,7 +68,8 @@ class PipelineMonitor:
             self.latencies_ms: list[tuple[float, float]] = []  # (arrival time, latency)
             self.errors_mm: list[float] = []
             self.retarget_times: list[float] = []
-            self.retarget_latencies_ms: list[float] = []
+            self.retarget_latencies_ms: list[float] = []  # commands answering a keypoint message
+            self._joint_stamps: dict[int, None] = {}        # recent keypoint stamps (ordered set)
             self.retarget_non_finite = 0
             self.non_finite_outputs = 0
             self.last_joints_mm: np.ndarray | None = None
@@ -76,10 +78,15 @@ class PipelineMonitor:
     def start_window(self) -> None:
         """Forget what was measured so far and count from now."""
         self.reset()
+        self._window_end = None
         self._window_start = time.monotonic()
 
+    def end_window(self) -> None:
+        """Stop counting: summary() then describes exactly the window."""
+        self._window_end = time.monotonic()
+
     def _in_window(self) -> bool:
-        return self._window_start is not None
+        return self._window_start is not None and self._window_end is None
 
     def _now_s(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
@@ -105,6 +112,8 @@ class PipelineMonitor:
         with self._lock:
             self.output_times.append(now)
             self.latencies_ms.append((now, latency_ms))
+            self._joint_stamps[key] = None
+            self._trim(self._joint_stamps)
             if not np.isfinite(xyz).all():
                 self.non_finite_outputs += 1
                 return
@@ -144,7 +153,9 @@ class PipelineMonitor:
             self.retarget_times.append(now)
             if not np.isfinite(np.asarray(msg.position, dtype=np.float64)).all():
                 self.retarget_non_finite += 1
-            if msg.header.stamp.sec or msg.header.stamp.nanosec:
+            # Only commands carrying a keypoint message's stamp measure the pipeline's latency
+            # (the retarget node also re-sends commands from a timer while holding).
+            if conversions.stamp_key(msg.header.stamp) in self._joint_stamps:
                 self.retarget_latencies_ms.append(
                     (self._now_s() - conversions.stamp_to_seconds(msg.header.stamp)) * 1e3)
 
@@ -157,7 +168,7 @@ class PipelineMonitor:
     def summary(self) -> dict:
         """The numbers measured in the window (None where nothing was measured)."""
         with self._lock:
-            end = time.monotonic()
+            end = self._window_end or time.monotonic()
             duration = end - self._window_start if self._window_start is not None else 0.0
             latency = percentiles([v for _, v in self.latencies_ms], (50, 99))
             retarget_latency = percentiles(self.retarget_latencies_ms, (50, 99))
@@ -185,6 +196,7 @@ class PipelineMonitor:
                                          if k.startswith("time_ms.")},
                 "retarget_frames": len(self.retarget_times),
                 "retarget_fps": len(self.retarget_times) / duration if duration > 0 else 0.0,
+                "retarget_commands_for_keypoints": len(self.retarget_latencies_ms),
                 "retarget_latency_ms_p50": retarget_latency[50],
                 "retarget_latency_ms_p99": retarget_latency[99],
                 "retarget_non_finite": self.retarget_non_finite,

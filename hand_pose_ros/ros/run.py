@@ -265,6 +265,7 @@ def run_pipeline(launch_args: dict, duration_s: float | None, startup_timeout_s:
         watcher.monitor.start_window()
         log(f"[run] measuring for {duration_s:.1f} s" if duration_s else "[run] running: Ctrl-C to stop")
         _measure(watcher.monitor, pipeline, duration_s, log)
+        watcher.monitor.end_window()
         if after_window is not None and not pipeline.failed():
             after_window(watcher.extra)
         result = watcher.monitor.summary()
