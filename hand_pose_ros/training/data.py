@@ -208,7 +208,11 @@ def held_out_split(frames: int, val_frames: int) -> tuple[np.ndarray, np.ndarray
 
 class SyntheticTrainStream:
     """Synthetic training batches made on the device by the hand generator, one call per
-    step, from this rank's own torch.Generator (its state is saved for exact resume)."""
+    step, from this rank's own torch.Generator (its state is saved for exact resume).
+
+    On CUDA the generator runs on a side stream: its host syncs (crop sizes, checks) then
+    wait only for its own kernels, so making batch k+1 overlaps the GPU work of step k,
+    which the training loop queued just before asking for the next batch."""
 
     def __init__(self, batch_size: int, steps_per_epoch: int, device: torch.device, seed: int,
                  half_cube_mm: float, synthetic_config, input_size: int = 128):
@@ -223,13 +227,25 @@ class SyntheticTrainStream:
         self.input_size = input_size
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
+        self.side_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
-    def next_batch(self) -> TrainBatch:
+    def _generate(self) -> TrainBatch:
         crops, uvd_norm, info = self._make(self.batch_size, self.generator, self.synthetic_config,
                                            self.device, self.half_cube_mm, self.input_size)
         box = torch.as_tensor(info["box"], device=self.device)
         cube = torch.full((self.batch_size,), self.half_cube_mm, device=self.device)
         return TrainBatch(crops=crops, uvd_norm=uvd_norm, box=box, half_cube_mm=cube)
+
+    def next_batch(self) -> TrainBatch:
+        if self.side_stream is None:
+            return self._generate()
+        with torch.cuda.stream(self.side_stream):
+            batch = self._generate()
+        main = torch.cuda.current_stream(self.device)
+        main.wait_stream(self.side_stream)  # training kernels start after the batch is made
+        for tensor in (batch.crops, batch.uvd_norm, batch.box, batch.half_cube_mm):
+            tensor.record_stream(main)      # memory stays reserved until main is done with it
+        return batch
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[TrainBatch]:
         for _ in range(start_step, self.steps_per_epoch):
