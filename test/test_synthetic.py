@@ -207,14 +207,20 @@ def test_cuda_generation_is_deterministic_and_matches_the_labels():
 
 
 def test_sampler_resumes_exactly():
-    sampler = SyntheticSampler(2, SMALL, seed=3)
-    next(sampler)
-    state = sampler.state_dict()
-    expected = next(sampler)
-    resumed = SyntheticSampler(2, SMALL, seed=99)
-    resumed.load_state_dict(state)
-    again = next(resumed)
-    assert torch.equal(expected[0], again[0]) and torch.equal(expected[1], again[1])
+    # 2 per batch, rendered 6 at a time: resume mid-render and at a render boundary
+    sampler = SyntheticSampler(2, SMALL, seed=3, render_batch_size=6)
+    batches, states = [], []
+    for _ in range(5):
+        states.append(sampler.state_dict())
+        batches.append(next(sampler))
+    assert not torch.equal(batches[0][0], batches[1][0])
+    for k in (1, 3):
+        resumed = SyntheticSampler(2, SMALL, seed=99, render_batch_size=6)
+        resumed.load_state_dict(states[k])
+        for expected in batches[k:]:
+            again = next(resumed)
+            assert torch.equal(expected[0], again[0]) and torch.equal(expected[1], again[1])
+            assert torch.equal(expected[2]["uvd"], again[2]["uvd"]) and len(again[2]["crop"]) == 2
     frames = next(SyntheticSampler(1, SMALL, mode="frames"))
     assert frames["depth_mm"].shape == (1, 120, 160)
 

@@ -210,7 +210,7 @@ def _trace_kind(kind: str, prims: dict, cam: Intrinsics, window: Window, out: to
     ([B * height * width], inf where nothing was hit yet)."""
     enabled = prims["enabled"]
     batch, count = enabled.shape
-    if count == 0:
+    if count == 0 or not bool(enabled.any()):
         return
     device = out.device
     h, w = window.height, window.width
