@@ -191,3 +191,157 @@ def test_auto_uses_the_checkpoints_own_onnx_export(machine, checkpoint, tmp_path
     save_checkpoint(own, SRNet(backend.config), backend.config)
     assert backends.sibling_onnx(own) is None
     assert backends.choose_backend(own).backend == "torch"
+
+
+# ----------------------------------------------------------------------------- TensorRT (no TensorRT needed)
+from hand_pose_ros.inference.backends.engine_cache import (CalibrationBatches, EngineCache, EngineKey,  # noqa: E402
+                                                           plan_precision, trtexec_command)
+
+KEY = EngineKey(onnx_sha256="ab" * 32, precision="fp16", batch_profile=(1, 1, 32), tensorrt_version="10.3.0",
+                gpu_name="NVIDIA Jetson AGX Orin", workspace_mb=2048)
+
+
+def test_engine_key_changes_with_everything_an_engine_depends_on():
+    import dataclasses
+    same = EngineKey(**{**dataclasses.asdict(KEY), "batch_profile": [1, 1, 32]})
+    assert same.filename() == KEY.filename() and same.digest() == KEY.digest()
+    changes = [dict(tensorrt_version="10.4.0"), dict(gpu_name="NVIDIA H100 80GB HBM3"), dict(precision="fp32"),
+               dict(onnx_sha256="cd" * 32), dict(batch_profile=(1, 8, 64)), dict(calibration_sha256="ef" * 32),
+               dict(workspace_mb=1024)]
+    names = {dataclasses.replace(KEY, **change).filename() for change in changes}
+    assert len(names) == len(changes) and KEY.filename() not in names
+    assert "fp16" in KEY.filename() and "nvidia-jetson-agx-orin" in KEY.filename() and "trt10.3.0" in KEY.filename()
+    with pytest.raises(ValueError, match="batch profile"):
+        dataclasses.replace(KEY, batch_profile=(4, 1, 32))
+
+
+class FakeBuilder:
+    """Stands in for a TensorRT build: returns fresh bytes and counts calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        return b"engine-" + bytes(range(200)) * 50 + str(self.calls).encode()
+
+
+def test_engine_cache_builds_once_then_reuses(tmp_path):
+    cache, build = EngineCache(tmp_path / "engines"), FakeBuilder()
+    engine, path, built = cache.get_or_build(KEY, build)
+    assert built and build.calls == 1 and path.read_bytes() == engine and path.parent == tmp_path / "engines"
+    again, again_path, built = cache.get_or_build(KEY, build)
+    assert not built and build.calls == 1 and again == engine and again_path == path
+    # another precision (or GPU, TensorRT version, ONNX file) is another engine
+    cache.get_or_build(EngineKey(**{**KEY.to_dict(), "precision": "fp32"}), build)
+    assert build.calls == 2
+    cache.get_or_build(KEY, build, force=True)
+    assert build.calls == 3
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "no_sidecar", "foreign_sidecar", "rejected"])
+def test_damaged_cached_engine_is_rebuilt(tmp_path, damage, caplog):
+    cache, build = EngineCache(tmp_path), FakeBuilder()
+    _, path, _ = cache.get_or_build(KEY, build)
+    sidecar = cache.sidecar_path(KEY)
+    deserialize = None
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "flip":
+        data = bytearray(path.read_bytes())
+        data[500] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif damage == "no_sidecar":
+        sidecar.unlink()
+    elif damage == "foreign_sidecar":
+        sidecar.write_text(sidecar.read_text().replace("10.3.0", "8.6.1"))
+    else:  # the bytes are intact but TensorRT will not deserialise them (another version)
+        seen = []
+        deserialize = lambda data: None if not seen and not seen.append(1) else data  # noqa: E731
+    with caplog.at_level(logging.INFO, logger="hand_pose_ros.inference"):
+        engine, path2, built = cache.get_or_build(KEY, build, deserialize=deserialize)
+    assert built and build.calls == 2 and path2 == path and path.read_bytes() == engine
+    assert "rebuilding" in caplog.text and "building FP16" in caplog.text and "saved" in caplog.text
+    assert cache.load(KEY) == engine  # and the new file is valid
+
+
+def test_failed_build_and_unwritable_cache(tmp_path):
+    with pytest.raises(RuntimeError, match="build failed"):
+        EngineCache(tmp_path).get_or_build(KEY, lambda: None)
+    assert not EngineCache(tmp_path).engine_path(KEY).exists()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(RuntimeError, match="a_file/engines is not writable"):
+        EngineCache(blocker / "engines")
+
+
+def test_default_cache_dir(monkeypatch, tmp_path):
+    from hand_pose_ros.inference.backends import engine_cache
+    monkeypatch.delenv(engine_cache.CACHE_ENV, raising=False)
+    assert str(engine_cache.default_cache_dir()).endswith(".cache/hand_pose_ros/engines")
+    monkeypatch.setenv(engine_cache.CACHE_ENV, str(tmp_path / "x"))
+    assert EngineCache().directory == tmp_path / "x"
+
+
+def test_precision_plans():
+    fp16 = plan_precision("fp16")
+    assert "FP16" in fp16.set_flags and "NORMALIZATION" in fp16.fp32_layer_types
+    assert plan_precision("fp32").clear_flags == ("TF32",) and plan_precision("fp32").fp32_layer_types == ()
+    int8 = plan_precision("int8")
+    assert {"INT8", "FP16"} <= set(int8.set_flags)
+    assert plan_precision("fp16", fast_fp16=False).notes
+    with pytest.raises(ValueError, match="no fast INT8"):
+        plan_precision("int8", fast_int8=False)
+    with pytest.raises(ValueError, match="'bf16'"):
+        plan_precision("bf16")
+
+
+def test_calibration_batches():
+    crops = realistic_crops(2, seed=1)
+    data = np.concatenate([crops] * 35)  # 70 crops
+    batches = CalibrationBatches(data, batch_size=32)
+    chunks = list(batches)
+    assert len(batches) == 2 and [c.shape for c in chunks] == [(32, 1, 128, 128)] * 2
+    assert all(c.flags.c_contiguous and c.dtype == np.float32 for c in chunks)
+    assert np.array_equal(chunks[1][0], data[32])
+    assert batches.sha256() != CalibrationBatches(data[::-1], batch_size=32).sha256()
+    with pytest.raises(ValueError, match="at least one full calibration batch"):
+        CalibrationBatches(data[:10], batch_size=32)
+    bad = data.copy()
+    bad[3, 0, 5, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        CalibrationBatches(bad, batch_size=32)
+
+
+def test_trtexec_equivalent():
+    command = trtexec_command("m.onnx", "m.engine", "fp16", (1, 1, 32))
+    assert command.startswith("trtexec --onnx=m.onnx --saveEngine=m.engine")
+    assert "--minShapes=depth:1x1x128x128" in command and "--maxShapes=depth:32x1x128x128" in command
+    assert "--fp16" in command and "--noTF32" in trtexec_command("m.onnx", "e", "fp32")
+
+
+def test_tensorrt_backend_missing_gives_a_clear_error(random_onnx_model, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_tensorrt(name, *args, **kwargs):
+        if name == "tensorrt":
+            raise ImportError("No module named 'tensorrt'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorrt)
+    with pytest.raises(RuntimeError, match="needs the TensorRT 10 Python bindings"):
+        backends.create_backend("tensorrt", random_onnx_model)
+
+
+def test_tensorrt_engine_matches_onnxruntime(random_onnx_model, crops, tmp_path):
+    pytest.importorskip("tensorrt")
+    if not CUDA:
+        pytest.skip("needs a CUDA GPU")
+    reference = OnnxRuntimeBackend.load(random_onnx_model).infer(crops)[0]
+    fp32 = backends.create_backend("tensorrt", random_onnx_model, precision="fp32", cache_dir=tmp_path)
+    assert fp32.built and np.abs(fp32.infer(crops)[0] - reference).max() < 1e-3
+    again = backends.create_backend("tensorrt", random_onnx_model, precision="fp32", cache_dir=tmp_path)
+    assert not again.built and again.engine_path == fp32.engine_path
+    fp16 = backends.create_backend("tensorrt", random_onnx_model, cache_dir=tmp_path)
+    assert fp16.precision == "fp16" and np.isfinite(fp16.infer(np.zeros((1, 1, 128, 128), np.float32))[0]).all()

@@ -50,6 +50,9 @@ class CudaPython:
             raise RuntimeError(f"CUDA error {err}")
         return values[0] if len(values) == 1 else values
 
+    def set_device(self, device: int) -> None:
+        self._check(self.rt.cudaSetDevice(int(device)))
+
     def device_name(self, device: int = 0) -> str:
         props = self._check(self.rt.cudaGetDeviceProperties(device))
         name = props.name
@@ -93,6 +96,11 @@ class PyCuda:
         import pycuda.autoinit  # noqa: F401  (creates and pushes a context on device 0)
         import pycuda.driver as driver
         self.driver = driver
+
+    def set_device(self, device: int) -> None:
+        if device != 0:
+            raise RuntimeError("with pycuda the tensorrt backend runs on cuda:0 only (pycuda.autoinit); "
+                               "select the GPU with CUDA_VISIBLE_DEVICES")
 
     def device_name(self, device: int = 0) -> str:
         return self.driver.Device(device).name()
