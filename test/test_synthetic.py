@@ -257,7 +257,7 @@ def test_training_batch_crops_and_labels_agree():
 # ----------------------------------------------------------------------------- sensor
 
 def test_sensor_noise_grows_with_distance_and_is_quantised():
-    config = SyntheticConfig(holes_per_frame=0.0, pixel_dropout=0.0, edge_drop_prob=0.0)
+    config = SyntheticConfig(holes_per_frame=0.0, pixel_dropout=0.0, edge_drop_prob=0.0, noise_scale_range=(1, 1))
     flat = torch.cat([torch.full((1, 100, 200), 500.0), torch.full((1, 100, 200), 1000.0)])
     noisy = apply_sensor(flat, generator(14), config)
     assert bool((noisy == noisy.round()).all())                    # 1 mm steps
@@ -271,7 +271,7 @@ def test_sensor_noise_grows_with_distance_and_is_quantised():
 
 def test_sensor_drops_silhouette_edges_and_punches_holes():
     config = SyntheticConfig(noise_base_mm=0.0, noise_k_per_mm=0.0, edge_drop_prob=0.5, pixel_dropout=0.0,
-                             holes_per_frame=0.0)
+                             holes_per_frame=0.0, flying_pixel_prob=0.0)
     step = torch.full((8, 60, 80), 800.0)
     step[:, :, 40:] = 500.0                                         # a depth jump between cols 39 and 40
     step[:, :, 70:] = 0.0                                           # and an invalid region
@@ -281,6 +281,11 @@ def test_sensor_drops_silhouette_edges_and_punches_holes():
         assert 0.4 < float(dropped[:, :, col].float().mean()) < 0.6, col
     assert not bool(dropped[:, :, 5:35].any()) and not bool(dropped[:, :, 45:65].any())
     assert bool(dropped[:, :, 70:].all())                            # invalid stays invalid
+    # flying pixels: only on the near side of the jump, between the two depths
+    flying = apply_sensor(step, generator(15), config.replace(edge_drop_prob=0.0, flying_pixel_prob=0.5))
+    mixed = (flying > 500) & (flying < 800)
+    assert 0.4 < float(mixed[:, :, 40].float().mean()) < 0.6
+    assert not bool(mixed[:, :, :40].any()) and not bool(mixed[:, :, 41:].any())
     holes = apply_sensor(torch.full((32, 120, 160), 600.0), generator(16),
                          SyntheticConfig(holes_per_frame=8.0, hole_radius_px=(3.0, 5.0), edge_drop_prob=0.0,
                                          pixel_dropout=0.0))

@@ -69,8 +69,10 @@ class SyntheticConfig:
     noise: bool = True
     noise_base_mm: float = 0.5
     noise_k_per_mm: float = 4e-6
+    noise_scale_range: tuple = (0.7, 1.6)         # per-frame factor on the noise sigma
     edge_threshold_mm: float = 10.0
     edge_drop_prob: float = 0.5
+    flying_pixel_prob: float = 0.15
     holes_per_frame: float = 1.5
     hole_radius_px: tuple = (1.0, 6.0)
     pixel_dropout: float = 0.002
@@ -79,6 +81,7 @@ class SyntheticConfig:
     max_range_mm: float = 3000.0
     # performance
     chunk_rays: int = 2_000_000                   # (pixel, primitive) pairs per chunk (memory bound)
+    chunk_rays_cuda: int = 16_000_000             # on a GPU: ~4 GB of temporaries, fewer launches
     com_stride: int = 4                           # coarse render stride for the crop centre
     group_frames: int = 32                        # crop windows rendered in size groups of about
     max_groups: int = 8                           # this many frames, at most max_groups groups
@@ -90,16 +93,19 @@ class SyntheticConfig:
                              f"({sorted(DATASET_INTRINSICS)})")
         for name in ("distance_mm", "size_range", "forearm_azimuth_deg", "forearm_elevation_deg",
                      "roll_deg", "wrist_flex_deg", "wrist_deviation_deg", "table_gap_mm",
-                     "table_tilt_deg", "distractor_size_mm", "hole_radius_px"):
+                     "table_tilt_deg", "distractor_size_mm", "hole_radius_px", "noise_scale_range"):
             value = tuple(float(v) for v in getattr(self, name))
             if len(value) != 2 or value[0] > value[1]:
                 raise ValueError(f"{name} must be a (low, high) pair with low <= high, got {value}")
             object.__setattr__(self, name, value)
         if self.distance_mm[0] <= self.min_range_mm:
             raise ValueError(f"distance_mm {self.distance_mm} must start beyond min_range_mm {self.min_range_mm}")
-        for name in ("left_hand_prob", "table_prob", "distractor_prob", "edge_drop_prob", "pixel_dropout"):
+        for name in ("left_hand_prob", "table_prob", "distractor_prob", "edge_drop_prob", "pixel_dropout",
+                     "flying_pixel_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+        if self.edge_drop_prob + self.flying_pixel_prob + self.pixel_dropout > 1:
+            raise ValueError("edge_drop_prob + flying_pixel_prob + pixel_dropout must not exceed 1")
         if (self.width > 0) != (self.height > 0):
             raise ValueError(f"give both width and height (or neither), got {self.width}x{self.height}")
 
@@ -414,7 +420,8 @@ def render_scene(scene: Scene, cam: Intrinsics, window: Window, config: Syntheti
     sensor model; needs the generator when config.noise), 'hand_mask' (pixels showing the
     hand, not the forearm), 'hand_depth_mm' (the hand alone, inf where absent)} [B, h, w]."""
     groups = scene.primitive_groups()
-    out = render_depth(groups, cam, window, chunk_rays=config.chunk_rays)
+    chunk = config.chunk_rays_cuda if scene.xyz.device.type == "cuda" else config.chunk_rays
+    out = render_depth(groups, cam, window, chunk_rays=chunk)
     clean = out["depth"]
     hand = out["hand"]
     hand_mask = torch.isfinite(hand) & (clean > 0) & (hand <= clean)

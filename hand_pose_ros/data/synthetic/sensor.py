@@ -1,13 +1,15 @@
 """A RealSense-like depth sensor model applied to rendered depth (mm, 0 = invalid).
 
 In order:
-1. silhouette dropout: pixels at a depth discontinuity (a 4-neighbour differs by more than
+1. silhouette pixels: pixels at a depth discontinuity (a 4-neighbour differs by more than
    `edge_threshold_mm`, or is invalid) are dropped with probability `edge_drop_prob`
-   (stereo matching fails at object borders);
-2. Gaussian depth noise with sigma = noise_base_mm + noise_k_per_mm * z^2 (stereo depth
-   error grows with the square of the distance: Intel's RMS formula
-   z^2 * subpixel / (f_px * baseline) = z^2 * 0.08 / (386 * 50 mm) ~ 4e-6 z^2 for a D435
-   at 640x480);
+   (stereo matching fails at object borders), and with probability `flying_pixel_prob`
+   become "flying pixels": a depth between their own and their farthest neighbour's
+   (mixed foreground/background measurements, as on real sensors);
+2. Gaussian depth noise with sigma = s * (noise_base_mm + noise_k_per_mm * z^2), s a
+   per-frame factor uniform in `noise_scale_range` (stereo depth error grows with the
+   square of the distance: Intel's RMS formula z^2 * subpixel / (f_px * baseline) =
+   z^2 * 0.08 / (386 * 50 mm) ~ 4e-6 z^2 for a D435 at 640x480);
 3. random holes: discs of radius `hole_radius_px`, `holes_per_frame` on average per
    640x480 pixels (scaled with the rendered area), plus isolated pixel dropout;
 4. range limits and quantisation to `quantise_mm` (1 mm: what a uint16 mm image stores).
@@ -18,6 +20,16 @@ import torch
 
 _REFERENCE_PIXELS = 640 * 480
 MAX_HOLES = 6        # at most this many hole discs per frame (Bernoulli slots)
+
+
+def farthest_neighbour(depth: torch.Tensor) -> torch.Tensor:
+    """[B, H, W] -> the largest depth among each pixel's 4-neighbours (0 if none is valid)."""
+    far = torch.zeros_like(depth)
+    far[:, :, 1:] = torch.maximum(far[:, :, 1:], depth[:, :, :-1])
+    far[:, :, :-1] = torch.maximum(far[:, :, :-1], depth[:, :, 1:])
+    far[:, 1:] = torch.maximum(far[:, 1:], depth[:, :-1])
+    far[:, :-1] = torch.maximum(far[:, :-1], depth[:, 1:])
+    return far
 
 
 def silhouette_edges(depth: torch.Tensor, threshold_mm: float) -> torch.Tensor:
@@ -43,11 +55,21 @@ def apply_sensor(depth: torch.Tensor, generator: torch.Generator, config) -> tor
     out = depth.clone()
     if config.noise:
         edges = silhouette_edges(depth, config.edge_threshold_mm)
-        drop = torch.rand(depth.shape, generator=generator, device=g_dev).to(depth.device)
-        out = torch.where(edges & (drop < config.edge_drop_prob), torch.zeros_like(out), out)
-        out = torch.where(drop > 1 - config.pixel_dropout, torch.zeros_like(out), out)
+        # one uniform per pixel decides: [0, p_drop) drop an edge pixel, [p_drop, p_drop +
+        # p_fly) make it a flying pixel (its position in that interval = the mix), the top
+        # p_dropout of the range drops any pixel
+        draw = torch.rand(depth.shape, generator=generator, device=g_dev).to(depth.device)
+        p_drop, p_fly = config.edge_drop_prob, config.flying_pixel_prob
+        far = farthest_neighbour(depth)
+        flying = edges & (draw >= p_drop) & (draw < p_drop + p_fly) & (far > depth + config.edge_threshold_mm)
+        mix = (draw - p_drop) / max(p_fly, 1e-9)
+        out = torch.where(flying, depth + mix * (far - depth), out)
+        out = torch.where(edges & (draw < p_drop), torch.zeros_like(out), out)
+        out = torch.where(draw > 1 - config.pixel_dropout, torch.zeros_like(out), out)
 
-        sigma = config.noise_base_mm + config.noise_k_per_mm * depth * depth
+        low, high = config.noise_scale_range
+        scale = low + (high - low) * torch.rand(batch, 1, 1, generator=generator, device=g_dev).to(depth.device)
+        sigma = scale * (config.noise_base_mm + config.noise_k_per_mm * depth * depth)
         noise = torch.randn(depth.shape, generator=generator, device=g_dev).to(depth.device)
         out = torch.where(out > 0, out + sigma * noise, out)
 
