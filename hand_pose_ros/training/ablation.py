@@ -51,11 +51,23 @@ def run_ablation(base: TrainConfig, variants=None, ctx: DistContext | None = Non
     if ctx is None or ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "ablation.json").write_text(json.dumps(result, indent=2))
-        (out / "ablation.md").write_text(markdown_table(result))
-        plot_curves(result["curves"], out / "ablation_curves.png")
         result["table"] = str(out / "ablation.md")
-        result["plot"] = str(out / "ablation_curves.png")
+        (out / "ablation.md").write_text(markdown_table(result))
+        try:
+            plot_curves(result["curves"], out / "ablation_curves.png")
+            result["plot"] = str(out / "ablation_curves.png")
+        except ImportError:  # a training machine without matplotlib: plot later, elsewhere
+            log(f"matplotlib is not installed: draw the curves with "
+                f"`python -m hand_pose_ros.training.ablation {out / 'ablation.json'}`")
     return result
+
+
+def redraw(json_path) -> None:
+    """Table and curves again from an ablation.json (e.g. on a machine with matplotlib)."""
+    json_path = Path(json_path)
+    result = json.loads(json_path.read_text())
+    (json_path.parent / "ablation.md").write_text(markdown_table(result))
+    plot_curves(result["curves"], json_path.parent / "ablation_curves.png")
 
 
 def _row(summary: dict) -> dict:
@@ -85,7 +97,7 @@ def _mm(value) -> str:
 
 
 def plot_curves(curves: dict, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # imported here: training itself does not need it
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -103,3 +115,11 @@ def plot_curves(curves: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m hand_pose_ros.training.ablation OUT/ablation.json")
+    redraw(sys.argv[1])

@@ -72,7 +72,7 @@ def measure_throughput(config: TrainConfig, steps: int, ctx: DistContext | None 
         "world_size": ctx.world_size,
         "dataset": config.dataset,
         "variant": trainer.model_config.variant,
-        "amp": config.amp,
+        "amp": trainer.amp_mode,
         "compile": config.compile,
         "batch_size": config.batch_size,
         "global_batch": trainer.global_batch,

@@ -4,7 +4,7 @@ One Trainer runs one training job on one process; under torchrun each rank runs 
 DistributedDataParallel averages their gradients. Per step: augment on the device (own
 seeded generator), forward under optional autocast, SRNetLoss (map targets encoded on the
 device), backward, AdamW. Per epoch: StepLR, validation as mean 3D error in mm, last.pt,
-best.pt when the validation error improves, TensorBoard scalars.
+best.pt when the validation error improves, scalars (TensorBoard + scalars.jsonl).
 
 Exact resume: last.pt holds the model, optimiser, scheduler, AMP scaler, epoch and step
 counters, and every random state of every rank (torch CPU/CUDA, numpy, python, the data
@@ -32,6 +32,7 @@ from ..model.checkpoint import ModelFileError, read_checkpoint
 from . import distributed
 from .config import TrainConfig
 from .data import batch_errors_mm, build_data, dataset_joints
+from .scalars import ScalarLog
 
 # Seed offsets, so each consumer of randomness has its own stream (and each rank its own).
 _SEED_SYNTHETIC_TRAIN = 1
@@ -95,6 +96,7 @@ class Trainer:
             self.optimizer, step_size=config.optim.step_epochs(config.epochs),
             gamma=config.optim.lr_gamma)
         self.amp_dtype = _amp_dtype(config.amp, self.device)
+        self.amp_mode = config.amp if self.amp_dtype is not None else "off"  # what really runs
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype == torch.float16)
         self.augment_config = augmentation.AugmentConfig(
@@ -126,14 +128,13 @@ class Trainer:
         if self.write_files:
             self.out.mkdir(parents=True, exist_ok=True)
             config.save(self.out / "config.yaml")
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.global_step)
+            self.writer = ScalarLog(self.out, start_step=self.global_step)
         log(f"rank {self.ctx.rank}/{self.ctx.world_size} on {self.device}: {config.dataset}, "
             f"{self.data.train.steps_per_epoch} steps/epoch x {config.batch_size} "
             f"(global batch {self.global_batch}), {self.data.validation.frames} validation "
             f"frames, variant {self.model_config.variant}, loss weights "
             f"alpha={self.criterion.alpha} lambda_h={self.criterion.lambda_h} "
-            f"lambda_d={self.criterion.lambda_d}, amp {config.amp}")
+            f"lambda_d={self.criterion.lambda_d}, amp {self.amp_mode}")
 
     @property
     def global_batch(self) -> int:
@@ -248,9 +249,9 @@ class Trainer:
         bar.set_postfix(loss=f"{values.get('total', 0):.4g}", img_s=f"{images_per_s:.0f}")
         if self.writer is not None:
             for key, value in values.items():
-                self.writer.add_scalar(f"loss/{key}", value, self.global_step)
-            self.writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], self.global_step)
-            self.writer.add_scalar("throughput/images_per_s", images_per_s, self.global_step)
+                self.writer.add(f"loss/{key}", value, self.global_step)
+            self.writer.add("lr", self.optimizer.param_groups[0]["lr"], self.global_step)
+            self.writer.add("throughput/images_per_s", images_per_s, self.global_step)
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -276,9 +277,9 @@ class Trainer:
                              "lr": self.optimizer.param_groups[0]["lr"]})
         self._improved = improved
         if self.writer is not None:
-            self.writer.add_scalar("val/mean_error_mm", val_error, self.global_step)
-            self.writer.add_scalar("val/best_error_mm", self.best_val_error_mm, self.global_step)
-            self.writer.add_scalar("throughput/epoch_images_per_s", images_per_s, self.global_step)
+            self.writer.add("val/mean_error_mm", val_error, self.global_step)
+            self.writer.add("val/best_error_mm", self.best_val_error_mm, self.global_step)
+            self.writer.add("throughput/epoch_images_per_s", images_per_s, self.global_step)
             self.writer.flush()
         log(f"epoch {self.epoch}/{self.config.epochs} step {self.global_step}: val {val_error:.2f} mm"
             f" (best {self.best_val_error_mm:.2f}), {images_per_s:.0f} images/s")
@@ -294,7 +295,7 @@ class Trainer:
         metrics = {"train_config": self.config.to_dict(), "epoch": self.epoch,
                    "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
                    "val_error_mm": self.history[-1]["val_error_mm"] if self.history else math.nan,
-                   "best_val_error_mm": self.best_val_error_mm, "best_epoch": self.best_epoch,
+                   "best_val_error_mm": _finite_or_none(self.best_val_error_mm), "best_epoch": self.best_epoch,
                    "best_step": self.best_step}
         save_checkpoint(self.out / "last.pt", self.model, self.model_config, **metrics,
                         optimizer=self.optimizer.state_dict(),
@@ -368,7 +369,7 @@ class Trainer:
             "variant": self.model_config.variant,
             "loss_weights": {"alpha": self.criterion.alpha, "lambda_h": self.criterion.lambda_h,
                              "lambda_d": self.criterion.lambda_d},
-            "best_val_error_mm": self.best_val_error_mm,
+            "best_val_error_mm": _finite_or_none(self.best_val_error_mm),
             "best_epoch": self.best_epoch,
             "best_step": self.best_step,
             "final_val_error_mm": self.history[-1]["val_error_mm"] if self.history else None,
@@ -383,7 +384,7 @@ class Trainer:
             "stopped_by_time_budget": self.stopped_by_budget,
             "device": device_name(self.device),
             "world_size": self.ctx.world_size,
-            "amp": self.config.amp,
+            "amp": self.amp_mode,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "out": str(self.out),
             "checkpoints": {"last": str(self.out / "last.pt"), "best": str(self.out / "best.pt")},
@@ -413,6 +414,10 @@ def _loss_overrides(config: TrainConfig) -> dict:
     if config.loss.alpha is not None:
         weights["alpha"] = config.loss.alpha
     return weights
+
+
+def _finite_or_none(value):
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _eval_reserve_s(last_eval_s, images, seconds, val_frames) -> float:
