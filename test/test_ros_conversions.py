@@ -273,3 +273,18 @@ def test_resolve_share_path_finds_repo_files(tmp_path, monkeypatch):
     (tmp_path / "local.onnx").write_bytes(b"x")
     assert resolve_share_path("local.onnx") == tmp_path / "local.onnx"
     assert resolve_share_path("/abs/missing.onnx") == Path("/abs/missing.onnx")
+
+
+def test_border_problem_flags_cut_off_hands_only():
+    from hand_pose_ros.ros.pose_node import border_problem, check_image_against_camera
+
+    uvd = CAM.xyz_to_uvd(hand_in_frame(np.eye(3), origin_mm=(-40, 0, 500)))
+    com = uvd.mean(axis=0)
+    assert border_problem(uvd, com, CAM, 640, 480) is None
+    shifted = uvd - (uvd[:, 0].min() - 1.0, 0, 0)  # leftmost keypoint at u = 1
+    assert "at or past the edge" in border_problem(shifted, shifted.mean(axis=0), CAM, 640, 480)
+    near_edge = np.array([20.0, 240.0, 500.0])  # 20 px = 26 mm from the left edge at 500 mm
+    assert "hand centre" in border_problem(np.array([[60.0, 240.0, 500.0]]), near_edge, CAM, 640, 480)
+    assert check_image_against_camera(640, 480, CAM) is None
+    assert check_image_against_camera(320, 240, CAM)[0] == "size_mismatch"
+    assert check_image_against_camera(16, 480, None)[0] == "bad_image"

@@ -8,6 +8,7 @@ says otherwise.
 from __future__ import annotations
 
 import array
+import math
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
@@ -19,6 +20,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from .. import keypoints
 from ..camera import Intrinsics
+from ..data.depth import image_msg_to_depth
+from ..retarget.hand_frame import hand_frame
 
 MM_PER_M = 1000.0
 IDENTITY_QUATERNION = (0.0, 0.0, 0.0, 1.0)  # (x, y, z, w)
@@ -51,31 +54,30 @@ def seconds_to_duration(seconds: float) -> Duration:
 
 # ---------------------------------------------------------------- rotations
 def rotation_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
-    """3x3 rotation matrix -> unit quaternion (x, y, z, w), w >= 0 (Shepperd's method)."""
+    """3x3 rotation matrix -> unit quaternion (x, y, z, w), w >= 0 (Shepperd's method:
+    pivot on the largest of w, x, y, z, numerically stable for any rotation). Plain float
+    arithmetic: this runs every frame and numpy scalars are slow."""
     r = np.asarray(rotation, dtype=np.float64)
     if r.shape != (3, 3) or not np.isfinite(r).all():
         raise ValueError(f"expected a finite 3x3 rotation matrix, got {r.tolist()}")
-    trace = np.trace(r)
-    # Pick the largest of (w, x, y, z)^2 as the pivot: numerically stable for any rotation.
-    candidates = [trace, r[0, 0], r[1, 1], r[2, 2]]
-    pivot = int(np.argmax(candidates))
+    (r00, r01, r02), (r10, r11, r12), (r20, r21, r22) = r.tolist()
+    trace = r00 + r11 + r22
+    pivot = max(range(4), key=lambda i: (trace, r00, r11, r22)[i])
     if pivot == 0:
-        s = 2.0 * np.sqrt(max(1.0 + trace, 1e-12))
-        q = ((r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, 0.25 * s)
+        s = 2.0 * math.sqrt(max(1.0 + trace, 1e-12))
+        q = ((r21 - r12) / s, (r02 - r20) / s, (r10 - r01) / s, 0.25 * s)
     elif pivot == 1:
-        s = 2.0 * np.sqrt(max(1.0 + r[0, 0] - r[1, 1] - r[2, 2], 1e-12))
-        q = (0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s, (r[2, 1] - r[1, 2]) / s)
+        s = 2.0 * math.sqrt(max(1.0 + r00 - r11 - r22, 1e-12))
+        q = (0.25 * s, (r01 + r10) / s, (r02 + r20) / s, (r21 - r12) / s)
     elif pivot == 2:
-        s = 2.0 * np.sqrt(max(1.0 - r[0, 0] + r[1, 1] - r[2, 2], 1e-12))
-        q = ((r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s, (r[0, 2] - r[2, 0]) / s)
+        s = 2.0 * math.sqrt(max(1.0 - r00 + r11 - r22, 1e-12))
+        q = ((r01 + r10) / s, 0.25 * s, (r12 + r21) / s, (r02 - r20) / s)
     else:
-        s = 2.0 * np.sqrt(max(1.0 - r[0, 0] - r[1, 1] + r[2, 2], 1e-12))
-        q = ((r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s, (r[1, 0] - r[0, 1]) / s)
-    q = np.asarray(q)
-    q = q / np.linalg.norm(q)
-    if q[3] < 0:
-        q = -q
-    return tuple(float(c) for c in q)
+        s = 2.0 * math.sqrt(max(1.0 - r00 - r11 + r22, 1e-12))
+        q = ((r02 + r20) / s, (r12 + r21) / s, 0.25 * s, (r10 - r01) / s)
+    norm = math.sqrt(sum(c * c for c in q))
+    sign = -1.0 if q[3] < 0 else 1.0
+    return tuple(sign * c / norm for c in q)
 
 
 def quaternion_to_rotation(q) -> np.ndarray:
@@ -94,8 +96,6 @@ def palm_quaternion(xyz_mm: np.ndarray, names=keypoints.CANONICAL) -> tuple[floa
     is a proper rotation for either hand (for a left hand z points out of the palm, not the
     back). Identity when the palm points are missing or degenerate.
     """
-    from ..retarget.hand_frame import hand_frame
-
     names = tuple(names)
     needed = ("wrist", "index_mcp", "middle_mcp", "pinky_mcp")
     if any(n not in names for n in needed):
@@ -244,8 +244,6 @@ def image_msg_to_depth_mm(msg: Image, depth_scale_mm: float | None = None) -> np
     depth_scale_mm: millimetres per 16-bit unit (None = 1, the REP 118 default; D405: 0.1).
     Raises ValueError naming the problem (encoding, size) on bad input.
     """
-    from ..data.depth import image_msg_to_depth
-
     return image_msg_to_depth(msg.data, msg.width, msg.height, msg.step, msg.encoding,
                               msg.is_bigendian, depth_scale_mm=depth_scale_mm)
 

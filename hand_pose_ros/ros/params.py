@@ -57,16 +57,18 @@ def declare_all(node, params: list[Param]) -> dict[str, Any]:
     Raises ParameterError with the parameter named when a value has the wrong type (e.g. an
     integer written for a float parameter in YAML: write 1.0, not 1) or is out of range.
     """
-    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+    from rclpy import exceptions
 
+    # getattr: keep working should an rclpy release lack the type-specific exception.
+    type_error = getattr(exceptions, "InvalidParameterTypeException", exceptions.InvalidParameterValueException)
     values = {}
     for p in params:
         try:
             declared = node.declare_parameter(p.name, p.default, p.descriptor())
-        except InvalidParameterTypeException as e:
+        except type_error as e:
             raise ParameterError(f"parameter '{p.name}' has the wrong type (expected "
                                  f"{type(p.default).__name__}, e.g. {p.default!r}): {e}") from None
-        except InvalidParameterValueException as e:
+        except exceptions.InvalidParameterValueException as e:
             raise ParameterError(f"parameter '{p.name}' is invalid: {e}. {p.description}") from None
         value = declared.value
         if isinstance(p.default, (list, tuple)):

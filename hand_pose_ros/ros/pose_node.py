@@ -23,6 +23,7 @@ import numpy as np
 from .. import keypoints
 from ..camera import Intrinsics
 from . import conversions
+from .overlay import debug_overlay
 from .params import Param, ParameterError, declare_all, resolve_share_path
 from .stats import LatestSlot, RateMeter, Window
 
@@ -109,13 +110,24 @@ def check_image_against_camera(width: int, height: int, cam: Intrinsics | None) 
     return None
 
 
-BORDER_MARGIN_PX = 3
+BORDER_MARGIN_PX = 3       # a keypoint this close to the edge is at the border
+PALM_HALF_WIDTH_MM = 50.0  # a hand centre closer than this to the edge: part of the hand is cut off
 
 
-def keypoints_at_border(uv: np.ndarray, width: int, height: int, margin: float = BORDER_MARGIN_PX) -> int:
-    """How many keypoints (uv [J, 2] px) lie on or past the image border."""
-    u, v = uv[:, 0], uv[:, 1]
-    return int(np.count_nonzero((u < margin) | (v < margin) | (u > width - 1 - margin) | (v > height - 1 - margin)))
+def border_problem(uvd: np.ndarray, com_uvd: np.ndarray, cam: Intrinsics, width: int, height: int) -> str | None:
+    """Why the hand is at the image border (None if it is not): keypoints (uvd [J, 3]) on or
+    past the edge, or the hand's centre (com_uvd) closer to the edge than half a palm."""
+    u, v = uvd[:, 0], uvd[:, 1]
+    m = BORDER_MARGIN_PX
+    outside = int(np.count_nonzero((u < m) | (v < m) | (u > width - 1 - m) | (v > height - 1 - m)))
+    if outside:
+        return f"{outside} of {len(uvd)} keypoints at or past the edge of the {width}x{height} image"
+    cu, cv, cd = (float(x) for x in com_uvd)
+    margin_u, margin_v = PALM_HALF_WIDTH_MM * abs(cam.fx) / cd, PALM_HALF_WIDTH_MM * abs(cam.fy) / cd
+    if cu < margin_u or cv < margin_v or cu > width - 1 - margin_u or cv > height - 1 - margin_v:
+        return (f"hand centre ({cu:.0f}, {cv:.0f}) px is within {PALM_HALF_WIDTH_MM:.0f} mm of the edge "
+                f"of the {width}x{height} image")
+    return None
 
 
 def qos_profile(kind: str, depth: int):
@@ -283,7 +295,6 @@ class PoseNode:
         debug_cpu_ms = 0.0
         if self.pub_debug is not None and result.depth_mm is not None and self.pub_debug.get_subscription_count():
             t, t_cpu = time.perf_counter(), time.thread_time()
-            from .overlay import debug_overlay
             lo, hi = self.p["min_depth_mm"], self.p["max_depth_mm"]
             rgb = debug_overlay(result.depth_mm, result.uv, self.names, result.box, depth_range_mm=(lo, hi))
             self.pub_debug.publish(conversions.rgb_to_image_msg(rgb, msg.header))
@@ -356,10 +367,9 @@ class PoseNode:
         self._seed = estimate  # the estimator searches near last frame's hand first
         uv = cam.xyz_to_uvd(xyz)[:, :2]
         box = tuple(float(b) for b in estimate.crop_box)
-        at_border = keypoints_at_border(uv, msg.width, msg.height)
+        at_border = border_problem(estimate.uvd, estimate.com_uvd, cam, msg.width, msg.height)
         if at_border:
-            state, detail = "hand_at_border", (f"{at_border} of {len(uv)} keypoints at or past the edge of the "
-                                               f"{msg.width}x{msg.height} image: the hand is partly out of view")
+            state, detail = "hand_at_border", f"{at_border}: the hand is partly out of view"
         else:
             state, detail = "tracking", f"mean confidence {confidence:.2f}"
         return FrameResult(state, detail, xyz_mm=xyz, uv=uv, box=box, depth_mm=depth, timings_ms=timings)
@@ -382,15 +392,17 @@ class PoseNode:
     def _publish_pose(self, header, result: FrameResult) -> None:
         quaternion = conversions.palm_quaternion(result.xyz_mm, self.names)
         self.pub_joints.publish(conversions.keypoints_to_pose_array(result.xyz_mm, header, quaternion, self.names))
-        if self.tf is not None:
-            self.tf(conversions.keypoints_to_transforms(result.xyz_mm, header, self.p["frame_prefix"],
-                                                        quaternion, self.names))
-        if self.pub_markers is not None:
-            self.pub_markers.publish(conversions.keypoints_to_markers(result.xyz_mm, header, self.names))
-        self.frames_published += 1
-        self._output_rate.tick()
         now = self.node.get_clock().now().nanoseconds * 1e-9
         self._latency_ms.add((now - conversions.stamp_to_seconds(header.stamp)) * 1e3)
+        self.frames_published += 1
+        self._output_rate.tick()
+        # TF and markers are built only while someone listens (they cost about as much as the
+        # rest of the node's per-frame work together).
+        if self.tf is not None and self.tf.wanted():
+            self.tf.send(conversions.keypoints_to_transforms(result.xyz_mm, header, self.p["frame_prefix"],
+                                                             quaternion, self.names))
+        if self.pub_markers is not None and self.pub_markers.get_subscription_count():
+            self.pub_markers.publish(conversions.keypoints_to_markers(result.xyz_mm, header, self.names))
 
     # ------------------------------------------------------------ state and diagnostics
     def _set_state(self, state: str, detail: str) -> None:
@@ -446,18 +458,37 @@ def describe_estimator(estimator) -> str:
     return " ".join(str(d[k]) for k in ("backend", "device", "precision") if d.get(k))
 
 
-def make_tf_sender(node):
-    """A callable sending a list of TransformStamped on /tf: tf2_ros's TransformBroadcaster
-    when installed, else a raw tf2_msgs/TFMessage publisher (the same wire format)."""
-    try:
-        from tf2_ros import TransformBroadcaster
-    except ImportError:
+class TfSender:
+    """Sends lists of TransformStamped on /tf: through tf2_ros's TransformBroadcaster when
+    installed, else a raw tf2_msgs/TFMessage publisher (what the broadcaster does: same
+    topic, type and QoS depth)."""
+
+    def __init__(self, node):
         from tf2_msgs.msg import TFMessage
 
-        publisher = node.create_publisher(TFMessage, "/tf", 100)
-        return lambda transforms: publisher.publish(TFMessage(transforms=transforms))
-    broadcaster = TransformBroadcaster(node)
-    return broadcaster.sendTransform
+        self._message = TFMessage
+        try:
+            from tf2_ros import TransformBroadcaster
+        except ImportError:
+            self._broadcaster = None
+            self._publisher = node.create_publisher(TFMessage, "/tf", 100)
+        else:
+            self._broadcaster = TransformBroadcaster(node)
+            self._publisher = getattr(self._broadcaster, "pub_tf", None)
+
+    def wanted(self) -> bool:
+        """Whether anything listens on /tf (always True when that cannot be asked)."""
+        return self._publisher is None or self._publisher.get_subscription_count() > 0
+
+    def send(self, transforms) -> None:
+        if self._broadcaster is not None:
+            self._broadcaster.sendTransform(transforms)
+        else:
+            self._publisher.publish(self._message(transforms=transforms))
+
+
+def make_tf_sender(node) -> TfSender:
+    return TfSender(node)
 
 
 def spin_node(make, name: str, argv=None) -> int:
