@@ -142,3 +142,31 @@ def test_bad_arguments_and_inputs(exported, tmp_path):
     with pytest.raises(ModelFileError, match="missing.pt"):
         export.export_checkpoint(missing, tmp_path / "z.onnx")
     assert not (tmp_path / "z.onnx").exists()
+
+
+# ----------------------------------------------------------------------------- hand-pose info
+def test_info_json_for_checkpoint_and_onnx(exported, capsys):
+    for path in (exported["checkpoint"], exported["onnx"]):
+        assert cli.main(["info", str(path), "--json"]) == 0
+        info = json.loads(capsys.readouterr().out)
+        assert info["config"] == CONFIG.to_dict() and info["num_joints"] == 15
+        assert info["keypoint_names"] == list(CONFIG.keypoint_names)
+        assert info["summary"]["parameters"] == sum(p.numel() for p in exported["model"].parameters())
+        assert info["summary"]["macs_per_frame"] > 0
+    assert info["kind"] == "onnx" and info["onnx"]["opset"] == 17
+    assert info["onnx"]["outputs"] == {"uvd": ["batch", 15, 3], "confidence": ["batch", 15]}
+    assert cli.main(["info", str(exported["checkpoint"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["training"] == {"epoch": 2}
+    assert cli.main(["info", str(exported["checkpoint"])]) == 0
+    text = capsys.readouterr().out
+    assert "J=15" in text and "epoch: 2" in text and "GMAC per frame" in text
+
+
+def test_info_bad_files(tmp_path, capsys):
+    assert cli.main(["info", str(tmp_path / "absent.onnx")]) == 1
+    assert "absent.onnx: no such file" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00" * 64)
+    assert cli.main(["info", str(junk), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert "junk.pt:" in captured.err and captured.out == ""
