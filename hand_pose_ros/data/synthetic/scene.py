@@ -71,6 +71,7 @@ class SyntheticConfig:
     noise_k_per_mm: float = 4e-6
     noise_scale_range: tuple = (0.7, 1.6)         # per-frame factor on the noise sigma
     edge_threshold_mm: float = 10.0
+    edge_threshold_rel: float = 0.03              # ... or this fraction of the depth, if larger
     edge_drop_prob: float = 0.5
     flying_pixel_prob: float = 0.15
     holes_per_frame: float = 1.5

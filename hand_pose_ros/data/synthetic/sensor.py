@@ -2,7 +2,7 @@
 
 In order:
 1. silhouette pixels: pixels at a depth discontinuity (a 4-neighbour differs by more than
-   `edge_threshold_mm`, or is invalid) are dropped with probability `edge_drop_prob`
+   max(`edge_threshold_mm`, `edge_threshold_rel` * depth), or is invalid) are dropped with probability `edge_drop_prob`
    (stereo matching fails at object borders), and with probability `flying_pixel_prob`
    become "flying pixels": a depth between their own and their farthest neighbour's
    (mixed foreground/background measurements, as on real sensors);
@@ -32,16 +32,22 @@ def farthest_neighbour(depth: torch.Tensor) -> torch.Tensor:
     return far
 
 
-def silhouette_edges(depth: torch.Tensor, threshold_mm: float) -> torch.Tensor:
-    """[B, H, W] -> bool [B, H, W]: valid pixels next to a jump of more than threshold_mm
-    or next to an invalid pixel (4-neighbourhood; image borders are not edges)."""
+def silhouette_edges(depth: torch.Tensor, threshold_mm: float, threshold_rel: float = 0.0) -> torch.Tensor:
+    """[B, H, W] -> bool [B, H, W]: valid pixels next to an invalid pixel or a depth jump
+    larger than max(threshold_mm, threshold_rel * the nearer depth) (4-neighbourhood; the
+    relative part keeps a far, steeply slanted table from counting as one long edge;
+    image borders are not edges)."""
     valid = depth > 0
     edge = torch.zeros_like(valid)
-    # a jump between two neighbours marks both of them
-    jump = ((depth[:, :, 1:] - depth[:, :, :-1]).abs() > threshold_mm) | ~valid[:, :, 1:] | ~valid[:, :, :-1]
+
+    def jumps(a, b):     # a jump between two neighbours marks both of them
+        limit = torch.clamp(threshold_rel * torch.minimum(a, b), min=threshold_mm)
+        return ((a - b).abs() > limit) | (a <= 0) | (b <= 0)
+
+    jump = jumps(depth[:, :, 1:], depth[:, :, :-1])
     edge[:, :, 1:] |= jump
     edge[:, :, :-1] |= jump
-    jump = ((depth[:, 1:] - depth[:, :-1]).abs() > threshold_mm) | ~valid[:, 1:] | ~valid[:, :-1]
+    jump = jumps(depth[:, 1:], depth[:, :-1])
     edge[:, 1:] |= jump
     edge[:, :-1] |= jump
     return edge & valid
@@ -54,7 +60,7 @@ def apply_sensor(depth: torch.Tensor, generator: torch.Generator, config) -> tor
     batch, height, width = depth.shape
     out = depth.clone()
     if config.noise:
-        edges = silhouette_edges(depth, config.edge_threshold_mm)
+        edges = silhouette_edges(depth, config.edge_threshold_mm, config.edge_threshold_rel)
         # one uniform per pixel decides: [0, p_drop) drop an edge pixel, [p_drop, p_drop +
         # p_fly) make it a flying pixel (its position in that interval = the mix), the top
         # p_dropout of the range drops any pixel
