@@ -408,7 +408,7 @@ def test_ablation_command_writes_table_json_and_curves(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- DDP
 
-def test_ddp_two_cpu_processes_with_gloo(tmp_path):
+def test_ddp_two_cpu_processes_with_gloo(tmp_path, capsys):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump({**TINY, "epochs": 1, "val_frames": 4}))
     out = tmp_path / "ddp"
@@ -428,3 +428,9 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     assert last["world_size"] == 2 and len(last["rng"]) == 2
     # the two ranks drew different synthetic batches (rank-offset seeds)
     assert not torch.equal(last["rng"][0]["data"]["generator"], last["rng"][1]["data"]["generator"])
+
+    # A 2-process run continues on one process (new random streams, said on stderr).
+    code, stdout, stderr = run_cli(["--resume", str(out), "--epochs", "2", "--json"], capsys)
+    assert code == 0 and "written by 2 processes" in stderr
+    resumed = json.loads(stdout)
+    assert resumed["world_size"] == 1 and resumed["steps"] == 4 and resumed["epochs_completed"] == 2

@@ -164,6 +164,9 @@ class DiskTrainStream:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    def reseed(self, seed: int) -> None:
+        pass  # the order depends only on (seed, epoch)
+
 
 class DiskEvalSet:
     """Validation frames of a disk dataset, sharded over ranks (rank r takes r::world)."""
@@ -256,6 +259,9 @@ class SyntheticTrainStream:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+
+    def reseed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
 
 
 class TensorEvalSet:

@@ -351,9 +351,10 @@ class Trainer:
         else:
             log(f"warning: {path} was written by {payload['world_size']} processes, this run has "
                 f"{self.ctx.world_size}: random streams restart from the seed (not exact)")
-            offset = self.global_step
-            self.augment_generator.manual_seed(
-                derived_seed(self.config.seed + offset, _SEED_AUGMENT, self.ctx.rank))
+            # New streams per rank, offset by the step so they do not replay the first ones.
+            offset = self.config.seed + self.global_step
+            self.augment_generator.manual_seed(derived_seed(offset, _SEED_AUGMENT, self.ctx.rank))
+            self.data.train.reseed(derived_seed(offset, _SEED_SYNTHETIC_TRAIN, self.ctx.rank))
         # The schedule may have been changed (e.g. more epochs): keep the configured shape.
         self.scheduler.step_size = self.config.optim.step_epochs(self.config.epochs)
         log(f"resumed from {path}: epoch {self.epoch}, step {self.global_step}, best "
