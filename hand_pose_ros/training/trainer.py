@@ -223,6 +223,12 @@ class Trainer:
             self._record(val_error, epoch_steps * self.global_batch / max(seconds, 1e-9))
             self.save()
             last_eval_seconds = time.perf_counter() - eval_start
+            if budget_s is not None and not self.stopped_by_budget and self.epoch < config.epochs:
+                # No time left for another step + validation: stop here, already saved.
+                reserve = _eval_reserve_s(last_eval_seconds, train_images, train_seconds,
+                                          self.data.validation.frames)
+                self.stopped_by_budget = distributed.from_main(
+                    self._budget_used_s() / max(budget_s - reserve, 1e-9), ctx) >= 1
             if self.stopped_by_budget:
                 log(f"time budget of {config.time_budget_min} min reached at step {self.global_step}"
                     f" (epoch {self.epoch + 1}, step {self.step_in_epoch}); saved, stopping")
@@ -295,8 +301,8 @@ class Trainer:
         metrics = {"train_config": self.config.to_dict(), "epoch": self.epoch,
                    "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
                    "val_error_mm": self.history[-1]["val_error_mm"] if self.history else math.nan,
-                   "best_val_error_mm": _finite_or_none(self.best_val_error_mm), "best_epoch": self.best_epoch,
-                   "best_step": self.best_step}
+                   "best_val_error_mm": _finite_or_none(self.best_val_error_mm),
+                   "best_epoch": self.best_epoch, "best_step": self.best_step}
         save_checkpoint(self.out / "last.pt", self.model, self.model_config, **metrics,
                         optimizer=self.optimizer.state_dict(),
                         scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(),
@@ -336,7 +342,8 @@ class Trainer:
         self.scaler.load_state_dict(payload["scaler"])
         self.epoch, self.step_in_epoch = int(payload["epoch"]), int(payload["step_in_epoch"])
         self.global_step = int(payload["global_step"])
-        self.best_val_error_mm = float(payload["best_val_error_mm"])
+        best = payload["best_val_error_mm"]
+        self.best_val_error_mm = math.inf if best is None else float(best)
         self.best_epoch, self.best_step = payload["best_epoch"], payload["best_step"]
         self.history = list(payload["history"])
         # A time schedule spans resumes; otherwise the budget is a per-invocation wall limit.
