@@ -82,7 +82,8 @@ def markdown_table(result: dict) -> str:
     lines = [f"# SRNet ablation ({schedule['dataset']}, {schedule['epochs']} epochs x "
              f"{schedule['steps_per_epoch']} steps, batch {schedule['batch_size']}, "
              f"lr {schedule['lr']:g})", "",
-             "| variant | alpha | params (M) | steps | best val (mm) | final val (mm) | images/s | stopped early |",
+             "| variant | alpha | params (M) | steps | best val (mm) | final val (mm) | images/s "
+             "| stopped early |",
              "|---|---|---|---|---|---|---|---|"]
     for row in result["variants"]:
         lines.append(f"| {row['variant']} | {row['loss_weights']['alpha']:g} | "

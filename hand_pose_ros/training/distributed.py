@@ -75,15 +75,6 @@ def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return values
 
 
-def any_rank(flag: bool, ctx: DistContext) -> bool:
-    """True on every rank when any rank says True (e.g. rank 0's time budget is spent)."""
-    if not ctx.distributed:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item() > 0)
-
-
 def from_main(value: float, ctx: DistContext) -> float:
     """Rank 0's value on every rank (one clock decides time-based choices for all)."""
     if not ctx.distributed:
