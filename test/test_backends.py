@@ -44,6 +44,23 @@ def test_onnxruntime_backend_infers(random_onnx_model, crops):
     assert backend.warmup(batch_size=2, iterations=1) >= 0
 
 
+def test_onnxruntime_int8_is_quantised_once_and_cached(random_onnx_model, crops, tmp_path):
+    calibration = np.concatenate([crops] * 4)  # 8 crops: one calibration batch
+    first = OnnxRuntimeBackend.load(random_onnx_model, "cpu", precision="int8", calibration_crops=calibration,
+                                    cache_dir=tmp_path, threads=1)
+    cached = list(tmp_path.glob("*-int8-*onnxruntime*.engine"))
+    assert len(cached) == 1 and first.precision == "int8"
+    uvd, confidence = first.infer(crops)
+    assert uvd.shape == (2, 21, 3) and np.isfinite(uvd).all() and np.isfinite(confidence).all()
+    stamp = cached[0].stat().st_mtime_ns
+    again = OnnxRuntimeBackend.load(random_onnx_model, "cpu", precision="int8", calibration_crops=calibration,
+                                    cache_dir=tmp_path)
+    assert cached[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert np.array_equal(again.infer(crops)[0], uvd)
+    ops = {node.op_type for node in __import__("onnx").load(str(cached[0])).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+
+
 def test_precise_norm_matches_the_plain_graph_closely(random_onnx_model, crops):
     plain = OnnxRuntimeBackend.load(random_onnx_model, "cpu", precise_norm=False).infer(crops)[0]
     precise = OnnxRuntimeBackend.load(random_onnx_model, "cpu").infer(crops)[0]
@@ -131,7 +148,7 @@ def test_unknown_names_and_options(random_onnx_model):
         backends.create_backend("tflite", random_onnx_model)
     with pytest.raises(TypeError, match="unknown options"):
         backends.create_backend("onnxruntime", random_onnx_model, cuda_graph=True)
-    with pytest.raises(ValueError, match="runs the exported FP32 graph only"):
+    with pytest.raises(ValueError, match="runs fp32 or int8"):
         backends.create_backend("onnxruntime", random_onnx_model, precision="fp16")
 
 
@@ -197,17 +214,17 @@ def test_auto_uses_the_checkpoints_own_onnx_export(machine, checkpoint, tmp_path
 from hand_pose_ros.inference.backends.engine_cache import (CalibrationBatches, EngineCache, EngineKey,  # noqa: E402
                                                            plan_precision, trtexec_command)
 
-KEY = EngineKey(onnx_sha256="ab" * 32, precision="fp16", batch_profile=(1, 1, 32), tensorrt_version="10.3.0",
-                gpu_name="NVIDIA Jetson AGX Orin", workspace_mb=2048)
+KEY = EngineKey(onnx_sha256="ab" * 32, precision="fp16", batch_profile=(1, 1, 32), runtime_version="10.3.0",
+                device_name="NVIDIA Jetson AGX Orin", workspace_mb=2048)
 
 
 def test_engine_key_changes_with_everything_an_engine_depends_on():
     import dataclasses
     same = EngineKey(**{**dataclasses.asdict(KEY), "batch_profile": [1, 1, 32]})
     assert same.filename() == KEY.filename() and same.digest() == KEY.digest()
-    changes = [dict(tensorrt_version="10.4.0"), dict(gpu_name="NVIDIA H100 80GB HBM3"), dict(precision="fp32"),
+    changes = [dict(runtime_version="10.4.0"), dict(device_name="NVIDIA H100 80GB HBM3"), dict(precision="fp32"),
                dict(onnx_sha256="cd" * 32), dict(batch_profile=(1, 8, 64)), dict(calibration_sha256="ef" * 32),
-               dict(workspace_mb=1024)]
+               dict(workspace_mb=1024), dict(runtime="onnxruntime")]
     names = {dataclasses.replace(KEY, **change).filename() for change in changes}
     assert len(names) == len(changes) and KEY.filename() not in names
     assert "fp16" in KEY.filename() and "nvidia-jetson-agx-orin" in KEY.filename() and "trt10.3.0" in KEY.filename()
@@ -261,7 +278,8 @@ def test_damaged_cached_engine_is_rebuilt(tmp_path, damage, caplog):
     with caplog.at_level(logging.INFO, logger="hand_pose_ros.inference"):
         engine, path2, built = cache.get_or_build(KEY, build, deserialize=deserialize)
     assert built and build.calls == 2 and path2 == path and path.read_bytes() == engine
-    assert "rebuilding" in caplog.text and "building FP16" in caplog.text and "saved" in caplog.text
+    assert "rebuilding" in caplog.text and "building FP16" in caplog.text and "with tensorrt 10.3.0" in caplog.text
+    assert "saved" in caplog.text
     assert cache.load(KEY) == engine  # and the new file is valid
 
 

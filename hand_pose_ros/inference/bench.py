@@ -112,7 +112,7 @@ def backend_options(backend: str, args) -> dict:
     if backend == "torch":
         return {"cuda_graph": bool(args.cuda_graph), "compile": bool(args.compile)}
     if backend == "onnxruntime":
-        return {"threads": args.threads}
+        return {"threads": args.threads, "cache_dir": getattr(args, "engine_cache", None)}
     return {"cache_dir": getattr(args, "engine_cache", None)}
 
 
@@ -298,7 +298,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (onnxruntime intra-op, torch)")
     parser.add_argument("--cuda-graph", action="store_true", help="torch: replay a captured CUDA graph")
     parser.add_argument("--compile", action="store_true", help="torch: torch.compile(mode='max-autotune')")
-    parser.add_argument("--engine-cache", default=None, help="tensorrt: engine cache directory")
+    parser.add_argument("--engine-cache", default=None,
+                        help="tensorrt engines / onnxruntime int8 models cache directory")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 

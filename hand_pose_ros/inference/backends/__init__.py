@@ -104,8 +104,9 @@ def create_backend(name: str, model_path, device: str | None = None, precision: 
                    **opts) -> Backend:
     """Load `model_path` with backend `name` (or 'auto'). opts go to that backend's load():
     torch: fp16_mode, cuda_graph, compile, compile_mode; onnxruntime: threads, tensorrt,
-    graph_optimization, precise_norm; tensorrt: cache_dir, workspace_mb, batch_profile,
-    calibration_crops, force_rebuild. All: expected_keypoints (J or names)."""
+    graph_optimization, precise_norm, calibration_crops + cache_dir (int8); tensorrt:
+    cache_dir, workspace_mb, batch_profile, calibration_crops, force_rebuild.
+    All: expected_keypoints (J or names)."""
     if name == "auto":
         choice = choose_backend(model_path, device)
         log.info("backend auto -> %s on %s (%s): %s", choice.backend, choice.device, choice.model_path, choice.reason)
@@ -114,8 +115,8 @@ def create_backend(name: str, model_path, device: str | None = None, precision: 
         opts = _options_for(name, opts)
         if precision is None and name == "tensorrt":
             precision = "fp16"
-        if precision == "int8" and name != "tensorrt":
-            log.info("backend auto: %s runs fp32 (int8 needs TensorRT)", name)
+        if precision == "int8" and name == "torch":
+            log.info("backend auto: torch runs fp32 (int8 needs TensorRT or onnxruntime on the CPU)")
             precision = "fp32"
     # device / precision None: each backend's own default (torch: CUDA when present, fp32;
     # onnxruntime: cpu, fp32; tensorrt: cuda, fp16).
@@ -124,7 +125,7 @@ def create_backend(name: str, model_path, device: str | None = None, precision: 
 
 _OPTIONS = {
     "torch": {"fp16_mode", "cuda_graph", "compile", "compile_mode"},
-    "onnxruntime": {"threads", "tensorrt", "graph_optimization", "precise_norm"},
+    "onnxruntime": {"threads", "tensorrt", "graph_optimization", "precise_norm", "calibration_crops", "cache_dir"},
     "tensorrt": {"cache_dir", "workspace_mb", "batch_profile", "calibration_crops", "force_rebuild"},
 }
 

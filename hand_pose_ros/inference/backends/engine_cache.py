@@ -2,6 +2,8 @@
 
 An engine is only valid for the TensorRT version and the GPU it was built on, the precision
 and batch profile it was built for, and the exact ONNX file (and INT8 calibration data).
+The same cache holds ONNX Runtime's INT8-quantised models (runtime 'onnxruntime', device
+'cpu'), which depend on the same kind of facts.
 All of that goes into an EngineKey; the cache stores `<name>.engine` plus a `<name>.json`
 sidecar holding the key, the engine's size and sha256, and rejects (then rebuilds) a file
 whose sidecar is missing, whose key differs, or whose bytes are truncated or corrupt.
@@ -42,10 +44,11 @@ class EngineKey:
     onnx_sha256: str
     precision: str                       # fp32 | fp16 | int8
     batch_profile: tuple[int, int, int]  # (min, opt, max) batch of the optimisation profile
-    tensorrt_version: str
-    gpu_name: str
+    runtime_version: str                 # TensorRT's version (or onnxruntime's)
+    device_name: str                     # the GPU's name ('cpu' for onnxruntime)
     workspace_mb: int
     calibration_sha256: str = ""         # INT8 only: the calibration crops
+    runtime: str = "tensorrt"            # tensorrt | onnxruntime
 
     def __post_init__(self):
         low, opt, high = self.batch_profile
@@ -63,8 +66,9 @@ class EngineKey:
 
     def filename(self) -> str:
         low, opt, high = self.batch_profile
-        return (f"srnet-{self.onnx_sha256[:12]}-{self.precision}-b{low}_{opt}_{high}-{_slug(self.gpu_name)}"
-                f"-trt{_slug(self.tensorrt_version)}-{self.digest()[:8]}")
+        runtime = "trt" if self.runtime == "tensorrt" else _slug(self.runtime)
+        return (f"srnet-{self.onnx_sha256[:12]}-{self.precision}-b{low}_{opt}_{high}-{_slug(self.device_name)}"
+                f"-{runtime}{_slug(self.runtime_version)}-{self.digest()[:8]}")
 
 
 class EngineCache:
@@ -142,19 +146,19 @@ class EngineCache:
                             "rebuilding", self.engine_path(key))
                 self.remove(key)
         low, opt, high = key.batch_profile
-        log.info("%s: building %s for batch %d..%d (opt %d) on '%s' with TensorRT %s; this takes minutes "
+        log.info("%s: building %s for batch %d..%d (opt %d) on '%s' with %s %s; this takes minutes "
                  "the first time and is cached in %s", what, key.precision.upper(), low, high, opt,
-                 key.gpu_name, key.tensorrt_version, self.directory)
+                 key.device_name, key.runtime, key.runtime_version, self.directory)
         start = time.perf_counter()
         data = build()
         if not data:
-            raise RuntimeError(f"{what}: the TensorRT build failed (see the TensorRT messages above)")
+            raise RuntimeError(f"{what}: the {key.runtime} build failed (see its messages above)")
         data = bytes(data)
         path = self.store(key, data)
         log.info("%s: built in %.0f s, saved %s (%.1f MB)", what, time.perf_counter() - start, path, len(data) / 1e6)
         engine = deserialize(data)
         if engine is None:
-            raise RuntimeError(f"{what}: TensorRT cannot deserialise the engine it just built ({path})")
+            raise RuntimeError(f"{what}: {key.runtime} cannot load what it just built ({path})")
         return engine, path, True
 
 
@@ -234,6 +238,23 @@ class CalibrationBatches:
         digest = hashlib.sha256(self.crops.tobytes())
         digest.update(str(self.batch_size).encode())
         return digest.hexdigest()
+
+
+def calibration_crops(source, config, count: int) -> np.ndarray:
+    """INT8 calibration crops [N,1,m,m]: `source` (an array or a .npy file of real dataset
+    crops), else `count` crops of synthetic scenes (with a warning: fine for timing, but a
+    deployed model should be calibrated on crops like the ones it will see)."""
+    if source is None:
+        from ..sample_inputs import realistic_crops
+        log.warning("INT8 calibration: no calibration crops given; using %d synthetic-scene crops "
+                    "(pass real dataset crops for a deployed model)", count)
+        return realistic_crops(count, config.input_size, config.half_cube_mm, seed=123)
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            return np.load(source)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"calibration crops file {source}: {e}") from None
+    return np.asarray(source)
 
 
 def trtexec_command(onnx_path, engine_path, precision: str = "fp16", batch_profile=(1, 1, 32),

@@ -1,6 +1,12 @@
 """ONNX Runtime backend: an exported .onnx file on the CPU execution provider (threads
 configurable), or on the CUDA / TensorRT execution providers when the installed
-onnxruntime build offers them."""
+onnxruntime build offers them.
+
+precision='int8' (CPU): the convolutions are quantised statically (QDQ, per-channel INT8
+weights, UINT8 activations calibrated on crops) with onnxruntime.quantization, once, and the
+result is cached like a TensorRT engine (engine_cache.py). Normalisation, softmax and the
+decoders stay FP32. About 4x faster than FP32 on a CPU with AVX-512 VNNI; check the accuracy
+of a trained model with `hand-pose eval` before deploying it."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +26,8 @@ def available_providers() -> list[str]:
 def providers_for(device: str, precision: str, use_tensorrt: bool, available: list[str]) -> list:
     """The execution-provider list for a device, failing clearly when the build lacks it."""
     if device == "cpu":
-        if precision != "fp32":
-            raise ValueError(f"onnxruntime on the CPU runs the exported FP32 graph only, not {precision}")
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"onnxruntime on the CPU runs fp32 or int8 (quantised), not {precision}")
         return ["CPUExecutionProvider"]
     device_id = int(device.split(":")[1]) if ":" in device else 0
     chain = []
@@ -53,11 +59,13 @@ class OnnxRuntimeBackend(Backend):
 
     @classmethod
     def load(cls, model_path, device=None, precision=None, expected_keypoints=None, threads=None,
-             tensorrt=False, graph_optimization="all", precise_norm=True, **opts) -> "OnnxRuntimeBackend":
+             tensorrt=False, graph_optimization="all", precise_norm=True, calibration_crops=None,
+             cache_dir=None, **opts) -> "OnnxRuntimeBackend":
         """opts: threads (intra-op threads, None = onnxruntime's default: one per core),
         tensorrt (use the TensorRT execution provider on CUDA), graph_optimization
         (disable | basic | extended | all), precise_norm (rewrite InstanceNormalization
-        in memory for PyTorch-level accuracy, see onnx_graph.py; not with tensorrt)."""
+        in memory for PyTorch-level accuracy, see onnx_graph.py; not with tensorrt);
+        int8 only: calibration_crops ([N,1,m,m] array or .npy path), cache_dir."""
         import onnxruntime
 
         if opts:
@@ -83,11 +91,13 @@ class OnnxRuntimeBackend(Backend):
             options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: no per-node placement chatter
         providers = providers_for(device, precision, tensorrt, available_providers())
-        if precise_norm and not tensorrt:
+        if (precise_norm or precision == "int8") and not tensorrt:
             proto = precise_instance_norm(proto)
+        model_bytes = proto.SerializeToString()
+        if precision == "int8" and device == "cpu":
+            model_bytes = quantised_model(model_bytes, model_path, config, calibration_crops, cache_dir)
         try:
-            session = onnxruntime.InferenceSession(proto.SerializeToString(), sess_options=options,
-                                                   providers=providers)
+            session = onnxruntime.InferenceSession(model_bytes, sess_options=options, providers=providers)
         except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph types
             raise model_file_error(model_path, f"onnxruntime cannot load it: {e}") from None
         log.info("onnxruntime backend: %s on %s", model_path, session.get_providers())
@@ -103,3 +113,43 @@ class OnnxRuntimeBackend(Backend):
         info.update(providers=self.session.get_providers(), threads=self.threads, precise_norm=self.precise_norm,
                     onnxruntime=onnxruntime.__version__)
         return info
+
+
+def quantised_model(model_bytes: bytes, onnx_path, config, crops_source, cache_dir) -> bytes:
+    """The INT8 (QDQ) version of a model, built once per ONNX file + calibration data +
+    onnxruntime version and kept in the engine cache."""
+    import tempfile
+    from pathlib import Path
+
+    import onnxruntime
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from ..model_file import sha256_file
+    from .engine_cache import CalibrationBatches, EngineCache, EngineKey, calibration_crops
+
+    batches = CalibrationBatches(calibration_crops(crops_source, config, 64), 8, config.input_size)
+    key = EngineKey(onnx_sha256=sha256_file(onnx_path), precision="int8",
+                    batch_profile=(1, 1, 1),  # unused: the quantised model keeps the dynamic batch
+                    runtime_version=onnxruntime.__version__, device_name="cpu", workspace_mb=0,
+                    calibration_sha256=batches.sha256(), runtime="onnxruntime")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(batches)
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    def build() -> bytes:
+        with tempfile.TemporaryDirectory() as folder:
+            source, target = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
+            source.write_bytes(model_bytes)
+            # Only the convolutions (95% of the MACs): norms, softmax and decoders stay FP32.
+            quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=["Conv"])
+            return target.read_bytes()
+
+    data, _, _ = EngineCache(cache_dir).get_or_build(key, build, what="onnxruntime INT8 quantisation")
+    return data

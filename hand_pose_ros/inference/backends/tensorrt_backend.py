@@ -22,6 +22,7 @@ from ..model_file import (INPUT_NAME, OUTPUT_NAMES, check_expected, model_file_e
 from .base import Backend, check_precision, log, normalise_device
 from .cuda_memory import cuda_api
 from .engine_cache import CalibrationBatches, EngineCache, EngineKey, plan_precision, trtexec_command
+from .engine_cache import calibration_crops as load_calibration_crops
 
 DEFAULT_BATCH_PROFILE = (1, 1, 32)
 DEFAULT_WORKSPACE_MB = 2048
@@ -189,11 +190,12 @@ class TensorRTBackend(Backend):
 
         calibrator, calibration_sha = None, ""
         if precision == "int8":
-            batches = CalibrationBatches(_calibration_crops(calibration_crops, config), CALIBRATION_BATCH,
+            batches = CalibrationBatches(load_calibration_crops(calibration_crops, config, 8 * CALIBRATION_BATCH),
+                                         CALIBRATION_BATCH,
                                          config.input_size)
             calibration_sha = batches.sha256()
         key = EngineKey(onnx_sha256=sha256_file(onnx_path), precision=precision, batch_profile=tuple(batch_profile),
-                        tensorrt_version=trt.__version__, gpu_name=cuda.device_name(device_index),
+                        runtime_version=trt.__version__, device_name=cuda.device_name(device_index),
                         workspace_mb=int(workspace_mb), calibration_sha256=calibration_sha)
         if precision == "int8":
             calibrator = _calibrator(trt, cuda, batches, cache.directory / (key.filename() + ".calib"))
@@ -256,20 +258,6 @@ class TensorRTBackend(Backend):
 
     def describe(self) -> dict:
         info = super().describe()
-        info.update(engine=str(self.engine_path), built_now=self.built, tensorrt=self.key.tensorrt_version,
-                    gpu=self.key.gpu_name, batch_profile=list(self.key.batch_profile), cuda_binding=self.cuda.name)
+        info.update(engine=str(self.engine_path), built_now=self.built, tensorrt=self.key.runtime_version,
+                    gpu=self.key.device_name, batch_profile=list(self.key.batch_profile), cuda_binding=self.cuda.name)
         return info
-
-
-def _calibration_crops(source, config) -> np.ndarray:
-    if source is None:
-        from ..sample_inputs import realistic_crops
-        log.warning("INT8 calibration: no calibration_crops given; using %d synthetic-scene crops "
-                    "(pass real dataset crops for a deployed model)", 8 * CALIBRATION_BATCH)
-        return realistic_crops(8 * CALIBRATION_BATCH, config.input_size, config.half_cube_mm, seed=123)
-    if isinstance(source, (str, Path)):
-        try:
-            return np.load(source)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"calibration crops file {source}: {e}") from None
-    return np.asarray(source)
