@@ -29,7 +29,7 @@ import numpy as np
 from .. import keypoints
 from . import launch_plan
 from .params import resolve_share_path, share_dir
-from .run import _fmt, json_safe, run_pipeline
+from .run import _fmt, install_stop_signals, json_safe, run_pipeline
 
 SHIPPED_MODEL = "models/srnet_synthetic.onnx"
 BANNER = "!" * 78
@@ -241,6 +241,7 @@ def report_markdown(r: dict) -> str:
 
 
 def run(args) -> int:
+    install_stop_signals()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -214,12 +214,14 @@ class MonitorThread:
     def __init__(self, camera_info_topic: str, extra=None):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
 
         from .monitor import PipelineMonitor
 
-        self._rclpy = rclpy
         self.context = rclpy.context.Context()
-        rclpy.init(context=self.context)
+        # No rclpy signal handlers: Ctrl-C must reach this process's main thread as
+        # KeyboardInterrupt so it can stop the nodes and report, not just end the monitor.
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node("hand_pose_monitor", context=self.context)
         self.monitor = PipelineMonitor(self.node, camera_info_topic)
         self.extra = extra(self.node) if extra else None
@@ -271,8 +273,13 @@ def run_pipeline(launch_args: dict, duration_s: float | None, startup_timeout_s:
         result = watcher.monitor.summary()
         result["startup_s"] = None if startup_s is None else round(startup_s, 2)
     except KeyboardInterrupt:
+        watcher.monitor.end_window()
         result = watcher.monitor.summary()
-        errors.append("interrupted")
+        # Ctrl-C in a terminal reaches the nodes too: their exit is ours, not a crash.
+        for s in pipeline.started:
+            s.stopped_by_us = True
+        if duration_s is not None:
+            errors.append("interrupted before the measuring time was over")
     except (RuntimeError, ValueError) as e:
         errors.append(str(e))
     finally:
@@ -358,7 +365,19 @@ def print_summary(result: dict, file=sys.stderr) -> None:
         print(f"  error: {e}", file=file)
 
 
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def install_stop_signals() -> None:
+    """Ctrl-C and `kill` (SIGTERM) both end a run cleanly: nodes stopped, numbers reported.
+    SIGINT is set explicitly because a shell starts background jobs with it ignored."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+
+
 def run(args) -> int:
+    install_stop_signals()
     try:
         launch_args = launch_arguments(args)
         launch_plan.plan(launch_args, share_dir())  # validate (e.g. robot hand) before starting anything
