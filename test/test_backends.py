@@ -26,7 +26,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def crops():
-    return realistic_crops(2, seed=11)
+    return realistic_crops(8)[3:5]
 
 
 def test_onnxruntime_backend_infers(random_onnx_model, crops):
@@ -192,18 +192,25 @@ def test_auto_prefers_tensorrt_then_torch_cuda_then_onnxruntime(machine, checkpo
     assert (choice.backend, choice.device) == ("torch", "cpu") and "only a checkpoint" in choice.reason
 
 
-def test_auto_uses_the_checkpoints_own_onnx_export(machine, checkpoint, tmp_path, caplog):
+def test_auto_uses_the_checkpoints_own_onnx_export(machine, checkpoint, random_onnx_model, tmp_path, caplog):
     import shutil
 
-    from hand_pose_ros.inference.export import export_checkpoint
+    import onnx
+
+    from hand_pose_ros.inference.model_file import META_SOURCE_SHA256, sha256_file
     own = tmp_path / "small.pt"
     shutil.copy(checkpoint, own)
-    export_checkpoint(own, tmp_path / "small.onnx", verify=False)
+    # An ONNX file whose metadata says it was exported from exactly this checkpoint (what
+    # `hand-pose export` records), next to it under the same name.
+    proto = onnx.load(str(random_onnx_model))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_SOURCE_SHA256, sha256_file(own)
+    onnx.save(proto, str(tmp_path / "small.onnx"))
     with caplog.at_level(logging.INFO, logger="hand_pose_ros.inference"):
         backend = backends.create_backend("auto", own)
     assert backend.name == "onnxruntime" and backend.model_path == tmp_path / "small.onnx"
     assert "backend auto -> onnxruntime" in caplog.text
-    # a same-named ONNX file exported from other weights is not used
+    # once the checkpoint changes, that ONNX file is no longer its export
     torch.manual_seed(9)
     save_checkpoint(own, SRNet(backend.config), backend.config)
     assert backends.sibling_onnx(own) is None
@@ -315,8 +322,7 @@ def test_precision_plans():
 
 
 def test_calibration_batches():
-    crops = realistic_crops(2, seed=1)
-    data = np.concatenate([crops] * 35)  # 70 crops
+    data = np.random.default_rng(0).uniform(-1, 1, (70, 1, 128, 128)).astype(np.float32)
     batches = CalibrationBatches(data, batch_size=32)
     chunks = list(batches)
     assert len(batches) == 2 and [c.shape for c in chunks] == [(32, 1, 128, 128)] * 2

@@ -28,12 +28,12 @@ def test_onnxruntime_model_and_pipeline_json(capsys, random_onnx_model):
     assert report["device"] == "cpu" and report["machine"]["cpu_count"] >= 1
     assert [(r["backend"], r["batch"]) for r in report["results"]] == [("onnxruntime", 1), ("onnxruntime", 2)]
     for row in report["results"]:
-        assert set(row["latency_ms"]) == LATENCY_KEYS and row["iters"] == 2
+        assert set(row["latency_ms"]) == LATENCY_KEYS == set(row["cpu_ms"]) and row["iters"] == 2
         assert row["frames_per_s"] > 0 and row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
         assert row["threads"] == 1
     (pipeline,) = report["pipeline"]
     assert pipeline["width"] == 640 and pipeline["height"] == 480 and pipeline["hand_found_fraction"] == 1.0
-    for stage in ("decode", "localise", "crop", "infer", "recover", "total"):
+    for stage in ("decode", "localise", "crop", "infer", "recover", "total", "total_cpu"):
         assert set(pipeline[f"{stage}_ms"]) == LATENCY_KEYS
     assert pipeline["total_ms"]["p50"] >= pipeline["infer_ms"]["p50"]
     assert "total_ms" in report["preprocess"]

@@ -42,9 +42,9 @@ class Estimate:
         return float(self.confidence.mean()) if self.confidence.size else 0.0
 
     def seed_uvd(self) -> np.ndarray:
-        """Where to look for the hand in the next frame: the mean of the joints (the crop
-        centre if invalid)."""
-        return self.uvd.mean(axis=0) if self.valid else self.com_uvd
+        """Where to look for the hand in the next frame: this frame's crop centre (the
+        localiser's own centre of mass, independent of how well the network did)."""
+        return self.com_uvd
 
 
 def _invalid(estimate: Estimate, reason: str) -> Estimate:

@@ -95,7 +95,7 @@ def time_backend(files, device: str, backend: str, precision: str, batches, iter
     from .sample_inputs import realistic_crops
 
     loaded = files.load(backend, device, precision, **opts)
-    pool = realistic_crops(8, loaded.config.input_size, loaded.config.half_cube_mm, seed=0)
+    pool = realistic_crops(8, loaded.config.input_size, loaded.config.half_cube_mm)
     rows = {}
     for batch in batches:
         rows[f"batch_{batch}"] = time_model(loaded, batch, iters if batch <= 8 else max(10, iters // 10),
