@@ -177,9 +177,9 @@ def machine(monkeypatch):
 def test_auto_prefers_tensorrt_then_torch_cuda_then_onnxruntime(machine, checkpoint, random_onnx_model):
     machine.trt = machine.gpu = machine.torch_gpu = True
     assert backends.choose_backend(random_onnx_model).backend == "tensorrt"
-    # a checkpoint without an ONNX file: TensorRT has nothing to build from -> torch CUDA
+    # a checkpoint alone: the tensorrt backend exports it to ONNX first
     choice = backends.choose_backend(checkpoint)
-    assert (choice.backend, choice.device) == ("torch", "cuda") and "no ONNX file" in choice.reason
+    assert (choice.backend, choice.model_path) == ("tensorrt", checkpoint)
     machine.trt = False
     choice = backends.choose_backend(checkpoint)
     assert (choice.backend, choice.device) == ("torch", "cuda") and "tensorrt does not import" in choice.reason

@@ -1,6 +1,7 @@
 """`hand-pose export`: a checkpoint -> one ONNX file with the decoders inside the graph.
 
     hand-pose export CHECKPOINT --onnx OUT.onnx [--opset 17] [--batch dynamic|N] [--fp16-check]
+                     [--tensorrt [--precision fp16|fp32|int8] [--max-batch N] [--engine-cache DIR]]
 
 The graph: input `depth` [B,1,m,m] float32 (B a dynamic axis, or fixed with --batch N),
 outputs `uvd` [B,J,3] (normalised) and `confidence` [B,J]. The SRNetConfig JSON and the
@@ -230,7 +231,23 @@ def add_arguments(parser) -> None:
                              "realistic crops: fail on NaN, report the FP16-vs-FP32 difference")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the ONNX Runtime vs PyTorch parity check")
+    parser.add_argument("--tensorrt", action="store_true",
+                        help="also build (or find cached) the TensorRT engine for this GPU (needs tensorrt)")
+    parser.add_argument("--precision", choices=("fp16", "fp32", "int8"), default="fp16",
+                        help="TensorRT engine precision (default %(default)s)")
+    parser.add_argument("--max-batch", type=int, default=32, help="TensorRT batch profile maximum (default 32)")
+    parser.add_argument("--engine-cache", default=None, help="TensorRT engine cache directory "
+                        "(default ~/.cache/hand_pose_ros/engines)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def build_tensorrt_engine(onnx_path, precision: str, max_batch: int, cache_dir=None) -> dict:
+    from .backends.tensorrt_backend import TensorRTBackend
+    backend = TensorRTBackend.load(onnx_path, device="cuda", precision=precision, cache_dir=cache_dir,
+                                   batch_profile=(1, 1, max_batch))
+    return {"engine": str(backend.engine_path), "built_now": backend.built, "precision": precision,
+            "batch_profile": list(backend.key.batch_profile), "gpu": backend.key.device_name,
+            "tensorrt": backend.key.runtime_version}
 
 
 def run(args) -> int:
@@ -240,6 +257,9 @@ def run(args) -> int:
         with contextlib.redirect_stdout(sys.stderr):
             report = export_checkpoint(args.checkpoint, args.onnx, opset=args.opset, batch=parse_batch(args.batch),
                                        verify=not args.no_verify, fp16=args.fp16_check)
+            if args.tensorrt:
+                report["tensorrt"] = build_tensorrt_engine(report["onnx"], args.precision, args.max_batch,
+                                                           args.engine_cache)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"hand-pose export: {e}", file=sys.stderr)
         return 1
@@ -255,4 +275,8 @@ def run(args) -> int:
             c = report["fp16_check"]
             print(f"FP16 ({c['device']}): finite={c['finite']}, max |uvd diff| {c['uvd_max_abs_diff']:.2e}, "
                   f"max |d diff| {c['d_max_abs_diff_mm']:.2f} mm")
+        if "tensorrt" in report:
+            t = report["tensorrt"]
+            print(f"TensorRT {t['tensorrt']} {t['precision']} engine for {t['gpu']}: {t['engine']} "
+                  f"({'built now' if t['built_now'] else 'from the cache'})")
     return 0

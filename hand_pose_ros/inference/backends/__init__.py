@@ -2,9 +2,10 @@
 
     create_backend("auto" | "torch" | "onnxruntime" | "tensorrt", model_path, device, precision, **opts)
 
-'auto' picks TensorRT when it imports and a CUDA GPU is present, else PyTorch on CUDA, else
-ONNX Runtime on the CPU (for an ONNX file; a checkpoint alone runs on PyTorch CPU), and logs
-which one and why. Each backend module is imported only when chosen, so a machine without
+'auto' picks TensorRT when it imports and a CUDA GPU is present (a checkpoint is exported to
+ONNX first, unless its own export lies next to it), else PyTorch on CUDA (for a checkpoint),
+else ONNX Runtime on the CPU (for an ONNX file, or a checkpoint's own export next to it; a
+checkpoint alone runs on PyTorch CPU), and logs which one and why. Each backend module is imported only when chosen, so a machine without
 torch / tensorrt can still run the others.
 """
 from __future__ import annotations
@@ -89,11 +90,11 @@ def choose_backend(model_path, device: str | None = None) -> Choice:
     checkpoint = path if kind == "checkpoint" else None
     want_gpu = device is None or str(device).startswith("cuda")
     gpu = want_gpu and cuda_available()
-    if gpu and tensorrt_available() and onnx is not None:
-        return Choice("tensorrt", device or "cuda", onnx, "tensorrt imports and a CUDA GPU is present")
+    if gpu and tensorrt_available():
+        # A checkpoint without its ONNX export is exported into the engine cache first.
+        return Choice("tensorrt", device or "cuda", onnx or path, "tensorrt imports and a CUDA GPU is present")
     if gpu and checkpoint is not None and torch_cuda_available():
-        why = "tensorrt does not import" if not tensorrt_available() else "no ONNX file for TensorRT"
-        return Choice("torch", device or "cuda", checkpoint, f"{why}; PyTorch sees a CUDA GPU")
+        return Choice("torch", device or "cuda", checkpoint, "tensorrt does not import; PyTorch sees a CUDA GPU")
     if onnx is not None:
         why = "no CUDA GPU" if not gpu else "no GPU backend can run this file"
         return Choice("onnxruntime", "cpu", onnx, f"{why}; ONNX Runtime on the CPU")
