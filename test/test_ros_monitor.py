@@ -74,11 +74,12 @@ def test_monitor_matches_keypoints_to_ground_truth_by_stamp(ros):
         # Estimates whose stamp has no ground truth are not scored.
         stray = Header(stamp=Time(sec=1, nanosec=0), frame_id="cam")
         joints_pub.publish(conv.keypoints_to_pose_array(np.full((21, 3), 900.0), stray))
-        ros.wait_for(lambda: monitor.summary()["frames_out"] == frames + 1, 10, what="all estimates")
-        ros.wait_for(lambda: monitor.summary()["error_frames"] == frames, 10, what="all matches")
-        ros.wait_for(lambda: monitor.summary()["retarget_frames"] == frames, 10, what="all commands")
-        # CameraInfo goes best effort (as from a camera driver): almost all of it arrives on loopback.
-        ros.wait_for(lambda: monitor.summary()["frames_in"] >= frames - 2, 10, what="the camera frames")
+        ros.wait_for(lambda: monitor.summary()["frames_out"] == frames + 1, 20, what="all estimates")
+        ros.wait_for(lambda: monitor.summary()["error_frames"] == frames, 20, what="all matches")
+        ros.wait_for(lambda: monitor.summary()["retarget_frames"] == frames, 20, what="all commands")
+        # CameraInfo is taken best effort with a short history (as from a camera driver): on a
+        # busy machine some may be replaced before the monitor reads them.
+        ros.wait_for(lambda: monitor.summary()["frames_in"] >= frames // 2, 20, what="the camera frames")
         summary = monitor.summary()
     finally:
         watcher.close()
