@@ -97,6 +97,7 @@ class FrameResult:
     uv: np.ndarray | None = None           # [J, 2] pixels (for the debug image)
     box: tuple | None = None               # crop box (left, top, right, bottom) pixels
     depth_mm: np.ndarray | None = None     # [H, W] decoded frame
+    colour_range: tuple | None = None      # (near, far) mm for the debug image; None = automatic
     timings_ms: dict = field(default_factory=dict)
 
 
@@ -295,8 +296,7 @@ class PoseNode:
         debug_cpu_ms = 0.0
         if self.pub_debug is not None and result.depth_mm is not None and self.pub_debug.get_subscription_count():
             t, t_cpu = time.perf_counter(), time.thread_time()
-            lo, hi = self.p["min_depth_mm"], self.p["max_depth_mm"]
-            rgb = debug_overlay(result.depth_mm, result.uv, self.names, result.box, depth_range_mm=(lo, hi))
+            rgb = debug_overlay(result.depth_mm, result.uv, self.names, result.box, depth_range_mm=result.colour_range)
             self.pub_debug.publish(conversions.rgb_to_image_msg(rgb, msg.header))
             result.timings_ms["debug_image"] = (time.perf_counter() - t) * 1e3
             debug_cpu_ms = (time.thread_time() - t_cpu) * 1e3
@@ -372,7 +372,10 @@ class PoseNode:
             state, detail = "hand_at_border", f"{at_border}: the hand is partly out of view"
         else:
             state, detail = "tracking", f"mean confidence {confidence:.2f}"
-        return FrameResult(state, detail, xyz_mm=xyz, uv=uv, box=box, depth_mm=depth, timings_ms=timings)
+        # Colour the debug image around the hand: its crop cube in front, the scene behind.
+        hand_d, cube = float(estimate.com_uvd[2]), float(estimate.half_cube_mm)
+        return FrameResult(state, detail, xyz_mm=xyz, uv=uv, box=box, depth_mm=depth, timings_ms=timings,
+                           colour_range=(max(hand_d - cube, 1.0), hand_d + 2 * cube))
 
     def _smooth(self, xyz: np.ndarray, stamp: float) -> np.ndarray:
         if self._filter is None:
