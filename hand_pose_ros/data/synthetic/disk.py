@@ -125,7 +125,7 @@ def write_dataset(out: str | os.PathLike, count: int, seed: int, config: Synthet
     lines = []
     for index, (depth, uvd, xyz, handedness) in enumerate(generate_frames(seed, count, config, progress)):
         name = f"depth/{index:06d}.png"
-        Image.fromarray(depth).save(root / name)            # uint16 -> mode I;16
+        Image.fromarray(depth).save(root / name, compress_level=1)   # uint16 -> mode I;16; fast zlib
         values = " ".join(f"{v:.4f}" for v in np.concatenate([uvd.ravel(), xyz.ravel()]))
         lines.append(f"{name} {handedness} {values}")
     _atomic_write(root / "labels.txt", "\n".join(lines) + "\n")
