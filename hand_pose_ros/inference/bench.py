@@ -202,7 +202,8 @@ def run_bench(args) -> dict:
         import torch
         torch.set_num_threads(args.threads)
     device = args.device or _default_device()
-    names = ["torch", "onnxruntime", "tensorrt"] if args.backend == "all" else [args.backend]
+    backend = args.backend or ("torch" if device.startswith("cuda") else "onnxruntime")
+    names = ["torch", "onnxruntime", "tensorrt"] if backend == "all" else [backend]
     report = {"device": device, "machine": machine_info(), "results": [], "pipeline": [], "skipped": []}
     files = ModelFiles(args.model) if not args.preprocess_only else None
     if files is not None:
@@ -291,8 +292,8 @@ def format_table(report: dict) -> str:
 
 # ----------------------------------------------------------------------------- CLI
 def add_arguments(parser) -> None:
-    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime",
-                        help="backend to time, or all (default %(default)s)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
+                        help="backend to time, or all (default: torch on cuda, onnxruntime on cpu)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when present")
     parser.add_argument("--precision", nargs="+", choices=("fp32", "fp16", "int8"), default=["fp32"])
     parser.add_argument("--batch", nargs="+", type=int, default=[1], help="batch sizes (default 1)")
