@@ -7,7 +7,7 @@ test imports rclpy, and the subprocesses the tests start inherit it.
 
 Fixtures for DDS tests (mark them @pytest.mark.ros):
   ros          a RosHarness: an rclpy node spinning in a background thread, with helpers to
-               publish, collect messages and wait for conditions.
+               publish, collect messages, wait for a message / subscribers / any condition.
   start_node   start one of this package's console-script nodes in a subprocess with
                parameters; stopped (SIGINT, then kill) at the end of the test; `.log()`
                returns its output for assertion messages.
@@ -111,6 +111,13 @@ class RosHarness:
                 return
             time.sleep(interval)
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+    def wait_for_message(self, msg_type, topic: str, timeout: float = 30.0, qos=10, predicate=None):
+        """The first message on `topic` (satisfying `predicate`, if given) within `timeout` s."""
+        received = self.collect(msg_type, topic, qos)
+        match = (lambda: next((m for m in list(received) if predicate is None or predicate(m)), None))
+        self.wait_for(lambda: match() is not None, timeout, what=f"a message on {topic}")
+        return match()
 
     def wait_for_subscribers(self, publisher, count: int = 1, timeout: float = 30.0) -> None:
         self.wait_for(lambda: publisher.get_subscription_count() >= count, timeout,

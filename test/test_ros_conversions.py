@@ -288,3 +288,30 @@ def test_border_problem_flags_cut_off_hands_only():
     assert check_image_against_camera(640, 480, CAM) is None
     assert check_image_against_camera(320, 240, CAM)[0] == "size_mismatch"
     assert check_image_against_camera(16, 480, None)[0] == "bad_image"
+
+
+@pytest.mark.ros
+def test_harness_waits_for_a_message(ros):
+    from std_msgs.msg import String
+
+    publisher = ros.publisher(String, "/harness_test/chatter")
+    stop = threading.Event()
+
+    def talk():
+        i = 0
+        while not stop.is_set():
+            publisher.publish(String(data=f"hello {i}"))
+            i += 1
+            time.sleep(0.02)
+
+    talker = threading.Thread(target=talk, daemon=True)
+    talker.start()
+    try:
+        msg = ros.wait_for_message(String, "/harness_test/chatter", timeout=20,
+                                   predicate=lambda m: m.data.endswith("5"))
+    finally:
+        stop.set()
+        talker.join(timeout=2)
+    assert msg.data.startswith("hello") and msg.data.endswith("5")
+    with pytest.raises(AssertionError, match="/harness_test/silence"):
+        ros.wait_for_message(String, "/harness_test/silence", timeout=0.3)
