@@ -214,14 +214,17 @@ class MonitorThread:
     def __init__(self, camera_info_topic: str, extra=None):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.signals import SignalHandlerOptions
 
         from .monitor import PipelineMonitor
 
         self.context = rclpy.context.Context()
         # No rclpy signal handlers: Ctrl-C must reach this process's main thread as
         # KeyboardInterrupt so it can stop the nodes and report, not just end the monitor.
-        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            from rclpy.signals import SignalHandlerOptions
+            rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        except (ImportError, TypeError):  # an rclpy without the option: its handler chains to ours
+            rclpy.init(context=self.context)
         self.node = rclpy.create_node("hand_pose_monitor", context=self.context)
         self.monitor = PipelineMonitor(self.node, camera_info_topic)
         self.extra = extra(self.node) if extra else None
