@@ -243,28 +243,40 @@ def test_rate_meter_and_window():
 
 
 # ---------------------------------------------------------------- parameter files
-def test_pose_yaml_sets_exactly_the_declared_parameters():
-    from hand_pose_ros.ros.pose_node import PARAMS
+def _node_params(module_name: str):
+    import importlib
 
-    declared = {p.name for p in PARAMS}
-    assert yaml_keys(REPO / "config/pose.yaml", "hand_pose") == declared
+    module = importlib.import_module(f"hand_pose_ros.ros.{module_name}")
+    return module.NODE_NAME, module.PARAMS
 
 
-def test_pose_yaml_values_have_the_declared_types_and_ranges():
+@pytest.mark.parametrize("config, module_name", [("pose.yaml", "pose_node"),
+                                                 ("synthetic_camera.yaml", "synthetic_camera")])
+def test_yaml_sets_exactly_the_declared_parameters_with_their_types(config, module_name):
     import yaml
 
-    from hand_pose_ros.ros.pose_node import PARAMS
-
-    values = yaml.safe_load((REPO / "config/pose.yaml").read_text())["hand_pose"]["ros__parameters"]
+    node_name, params = _node_params(module_name)
+    path = REPO / "config" / config
+    assert yaml_keys(path, node_name) == {p.name for p in params}
+    values = yaml.safe_load(path.read_text())[node_name]["ros__parameters"]
     flat = {}
     for k, v in values.items():
         if isinstance(v, dict):
             flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
         else:
             flat[k] = v
-    for p in PARAMS:
+    for p in params:
         assert type(flat[p.name]) is type(p.default), f"{p.name}: YAML {flat[p.name]!r} vs declared {p.default!r}"
         p.check(flat[p.name])
+
+
+def test_synthetic_camera_helpers():
+    from hand_pose_ros.ros.synthetic_camera import ping_pong_index, scaled_intrinsics
+
+    assert [ping_pong_index(i, 4) for i in range(10)] == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
+    assert ping_pong_index(7, 1) == 0
+    half = scaled_intrinsics("synthetic", 320, 240)
+    assert (half.fx, half.cx, half.width, half.height) == (193.0, 160.0, 320, 240)
 
 
 def test_resolve_share_path_finds_repo_files(tmp_path, monkeypatch):
