@@ -285,11 +285,13 @@ def run_pipeline(launch_args: dict, duration_s: float | None, startup_timeout_s:
             errors.append("interrupted before the measuring time was over")
     except (RuntimeError, ValueError) as e:
         errors.append(str(e))
+        watcher.monitor.end_window()
+        result = watcher.monitor.summary()  # the same keys as always, whatever was measured
     finally:
         pipeline.stop()
         watcher.close()
     for s in pipeline.started:
-        if not s.stopped_by_us:
+        if not s.stopped_by_us and not any(f"node {s.node.name} " in e for e in errors):
             errors.append(f"node {s.node.name} exited on its own with code {s.exit_code} (see its log above)")
     result.update({
         "launch_arguments": launch_args,
