@@ -203,7 +203,8 @@ def markdown(data: dict) -> str:
         lines += ["", f"Accuracy on {acc['frames']} fixed synthetic test frames"
                       + (" (RANDOM MODEL: not meaningful)" if data.get("random_model") else "") + ":", ""]
         for mode in ("fp32", "fp16_half", "fp16_autocast"):
-            lines.append(f"- {mode}: mean joint error {acc[mode]['mean_error_mm']} mm "
+            error = acc[mode]["mean_error_mm"]
+            lines.append(f"- {mode}: mean joint error {'-' if error is None else f'{error:.2f}'} mm "
                          f"({acc[mode]['frames_estimated']} frames with a hand)")
         for mode in ("fp16_half", "fp16_autocast"):
             if f"{mode}_minus_fp32_mean_error_mm" in acc:
