@@ -59,7 +59,7 @@ class ModelFiles:
     checkpoint for torch, an ONNX file for onnxruntime / tensorrt (exported on demand)."""
 
     def __init__(self, model_path=None, work_dir=None):
-        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="hand_pose_bench_"))
+        self.work_dir = Path(work_dir) if work_dir else None  # where an on-demand ONNX export goes
         self.checkpoint = self.onnx = None
         self.model = self.config = None
         if model_path is None:
@@ -87,6 +87,8 @@ class ModelFiles:
     def onnx_file(self) -> Path:
         if self.onnx is None:
             from .export import export_checkpoint, export_onnx
+            if self.work_dir is None:
+                raise RuntimeError("ModelFiles needs a work_dir to export an ONNX file into")
             target = self.work_dir / "bench_model.onnx"
             log.info("bench: exporting the model to ONNX for onnxruntime / tensorrt (%s)", target)
             if self.model is not None:
@@ -195,6 +197,11 @@ def machine_info() -> dict:
 
 def run_bench(args) -> dict:
     """Everything `hand-pose bench` measures, as one JSON-ready dict."""
+    with contextlib.ExitStack() as stack:  # removes the temporary ONNX export at the end
+        return _run_bench(args, stack)
+
+
+def _run_bench(args, stack) -> dict:
     from .estimator import HandPoseEstimator
     from .sample_inputs import realistic_crops
 
@@ -205,7 +212,8 @@ def run_bench(args) -> dict:
     backend = args.backend or ("torch" if device.startswith("cuda") else "onnxruntime")
     names = ["torch", "onnxruntime", "tensorrt"] if backend == "all" else [backend]
     report = {"device": device, "machine": machine_info(), "results": [], "pipeline": [], "skipped": []}
-    files = ModelFiles(args.model) if not args.preprocess_only else None
+    work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="hand_pose_bench_"))
+    files = ModelFiles(args.model, work_dir=work_dir) if not args.preprocess_only else None
     if files is not None:
         report["model"] = files.description
         report["random_model"] = files.random
