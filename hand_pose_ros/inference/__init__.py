@@ -6,6 +6,14 @@ evaluator and `hand-pose bench`.
     estimator = HandPoseEstimator.from_model_file("models/srnet.onnx", backend="auto")
     estimate = estimator.estimate(depth_mm, cam)     # Estimate or None (no hand)
 """
-from .estimator import Estimate, HandPoseEstimator
 
 __all__ = ["Estimate", "HandPoseEstimator"]
+
+
+def __getattr__(name):
+    # Imported on first use: the estimator pulls in the localiser (scipy), which the
+    # backends, export and gpu_report do not need.
+    if name in __all__:
+        from . import estimator
+        return getattr(estimator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
