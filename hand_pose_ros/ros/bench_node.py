@@ -24,7 +24,6 @@ from .params import resolve_share_path
 
 def bench(model: str, frames: int = 60, threads: int = 0, all_outputs: bool = False, warmup: int = 5) -> dict:
     import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray  # noqa: F401 (message types load before timing)
     from sensor_msgs.msg import Image
     from tf2_msgs.msg import TFMessage
     from visualization_msgs.msg import MarkerArray
