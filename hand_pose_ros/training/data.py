@@ -210,31 +210,33 @@ def held_out_split(frames: int, val_frames: int) -> tuple[np.ndarray, np.ndarray
 # ----------------------------------------------------------------------------- synthetic
 
 class SyntheticTrainStream:
-    """Synthetic training batches made on the device by the hand generator, one call per
-    step, from this rank's own torch.Generator (its state is saved for exact resume).
+    """Synthetic training batches made on the device by the hand generator, from this rank's
+    own torch.Generator (its state is saved for exact resume).
 
-    On CUDA the generator runs on a side stream: its host syncs (crop sizes, checks) then
-    wait only for its own kernels, so making batch k+1 overlaps the GPU work of step k,
-    which the training loop queued just before asking for the next batch."""
+    The generator's cost on a GPU is mostly per-call (kernel launches, a few host syncs), so
+    it renders `render_batch_size` frames at once and serves them in slices of batch_size
+    (synthetic.SyntheticSampler): on an H200, 1024 frames per call make about 6,500 crops/s
+    against 1,300 crops/s for calls of 128. On CUDA the render runs on a side stream, so it
+    overlaps the GPU work of the step the training loop queued just before."""
 
     def __init__(self, batch_size: int, steps_per_epoch: int, device: torch.device, seed: int,
-                 half_cube_mm: float, synthetic_config, input_size: int = 128):
-        from ..data import synthetic
+                 half_cube_mm: float, synthetic_config, input_size: int = 128,
+                 render_batch_size: int | None = None):
+        from ..data.synthetic import SyntheticSampler
 
-        self._make = synthetic.training_batch
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
         self.device = device
         self.half_cube_mm = float(half_cube_mm)
-        self.synthetic_config = synthetic_config
-        self.input_size = input_size
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed)
+        if render_batch_size is None:
+            render_batch_size = max(batch_size, 1024) if device.type == "cuda" else batch_size
+        self.sampler = SyntheticSampler(batch_size, synthetic_config, seed=seed, device=device,
+                                        half_cube_mm=half_cube_mm, out_size=input_size,
+                                        render_batch_size=render_batch_size)
         self.side_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
     def _generate(self) -> TrainBatch:
-        crops, uvd_norm, info = self._make(self.batch_size, self.generator, self.synthetic_config,
-                                           self.device, self.half_cube_mm, self.input_size)
+        crops, uvd_norm, info = next(self.sampler)
         box = torch.as_tensor(info["box"], device=self.device)
         cube = torch.full((self.batch_size,), self.half_cube_mm, device=self.device)
         return TrainBatch(crops=crops, uvd_norm=uvd_norm, box=box, half_cube_mm=cube)
@@ -255,13 +257,19 @@ class SyntheticTrainStream:
             yield self.next_batch()
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
+        return self.sampler.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+        self.sampler.load_state_dict(state)
 
     def reseed(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
+        self.sampler.load_state_dict({"seed": seed, "generator": _seeded_state(seed, self.device)})
+
+
+def _seeded_state(seed: int, device) -> torch.Tensor:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator.get_state()
 
 
 class TensorEvalSet:
