@@ -48,7 +48,9 @@ class HandLocaliser:
     def __init__(self, depth_range_mm=(150.0, 1200.0), depth_window_mm: float = 200.0,
                  hand_radius_mm: float = 130.0, min_area_mm2: float = 1500.0,
                  max_area_mm2: float = 42000.0, near_pixels: int = 8, coarse_width: int = 160,
-                 refine_steps: int = 4, seed_radius_mm: float = 150.0, max_tries: int = 4):
+                 refine_steps: int = 4, seed_radius_mm: float = 150.0, max_tries: int = 4,
+                 jump_mm: float = 20.0, jump_fraction: float = 0.04, surface_area_mm2: float = 90000.0,
+                 reach_mm: float = 150.0):
         near, far = (float(x) for x in depth_range_mm)
         if not 0 <= near < far:
             raise ValueError(f"depth_range_mm must be (near, far) with 0 <= near < far, got {depth_range_mm}")
@@ -66,6 +68,10 @@ class HandLocaliser:
         self.refine_steps = max(1, int(refine_steps))
         self.seed_radius_mm = float(seed_radius_mm)
         self.max_tries = max(1, int(max_tries))
+        self.jump_mm = float(jump_mm)
+        self.jump_fraction = float(jump_fraction)
+        self.surface_area_mm2 = float(surface_area_mm2)
+        self.reach_mm = float(reach_mm)
 
     def locate(self, depth_mm: np.ndarray, cam: Intrinsics, seed_uvd=None) -> HandDetection | None:
         """depth_mm [H, W] (mm, 0 invalid) -> the hand's HandDetection, or None (no hand)."""
@@ -96,6 +102,42 @@ class HandLocaliser:
         return disc & (np.abs(coarse - d) < self.seed_radius_mm)
 
     def _search(self, depth_mm, cam, coarse, stride, candidates):
+        # Split the scene at depth jumps and drop the pieces too large to be a hand and arm
+        # (the table, wall or floor behind the hand): the hand then stays apart from a
+        # surface close behind it. If nothing is left (e.g. a hand resting on the table),
+        # search the whole scene.
+        foreground = candidates & ~self._surfaces(coarse, candidates, stride, cam)
+        if foreground.any():
+            found = self._search_objects(depth_mm, cam, coarse, stride, foreground, ball=True)
+            if found is not None:
+                return found
+        return self._search_objects(depth_mm, cam, coarse, stride, candidates, ball=False)
+
+    def _surfaces(self, coarse, candidates, stride, cam):
+        """Coarse pixels of the large smooth surfaces ([H/s, W/s] bool). A depth jump (a
+        4-neighbour more than the gap nearer) separates pieces; pieces larger than
+        surface_area_mm2 are surfaces, not a hand and arm."""
+        gap = np.maximum(self.jump_mm, self.jump_fraction * coarse)         # [H/s, W/s]
+        depth = np.where(candidates, coarse, np.float32(1e6))     # nothing: never nearer
+        far_side = np.zeros(coarse.shape, dtype=bool)
+        far_side[1:] |= depth[1:] - depth[:-1] > gap[1:]
+        far_side[:-1] |= depth[:-1] - depth[1:] > gap[:-1]
+        far_side[:, 1:] |= depth[:, 1:] - depth[:, :-1] > gap[:, 1:]
+        far_side[:, :-1] |= depth[:, :-1] - depth[:, 1:] > gap[:, :-1]
+        pieces = candidates & ~far_side
+        # 4-connected: a diagonal step would leak from the hand's outline onto the surface
+        labels, count = ndimage.label(pieces)
+        inside = np.flatnonzero(pieces)
+        piece_of = labels.ravel()[inside]
+        areas = np.bincount(piece_of, weights=coarse.ravel()[inside] ** 2, minlength=count + 1) * (stride * stride / abs(cam.fx * cam.fy))
+        large = areas > self.surface_area_mm2
+        large[0] = False
+        surface = large[labels] & pieces
+        # the far side of a jump belongs to the surface it touches (the outline of the table
+        # around the hand); inside the hand it is a palm pixel behind a finger, kept
+        return surface | (far_side & candidates & _dilate(surface))
+
+    def _search_objects(self, depth_mm, cam, coarse, stride, candidates, ball):
         candidates = candidates.copy()
         coarse_flat = coarse.ravel()
         # metric area of one coarse sample at depth z is z^2 * this
@@ -124,8 +166,17 @@ class HandLocaliser:
             k = min(self.near_pixels, values.size) - 1
             nearest_at = np.argpartition(values, k)[k]
             nearest, near_d = int(keep[nearest_at]), float(values[nearest_at])
-            region = labels == labels.ravel()[nearest]                 # [H/s, W/s]
             start_v, start_u = divmod(nearest, coarse.shape[1])
+            if ball:
+                # the foreground near the nearest point, whichever piece it is on (a finger
+                # in front of the palm is cut off it by its depth jump): the forearm beyond
+                # reach_mm cannot pull the centre down the arm
+                reach_px = self.reach_mm * abs(cam.fx) / near_d / stride
+                rows = (np.arange(coarse.shape[0]) - start_v) ** 2
+                cols = (np.arange(coarse.shape[1]) - start_u) ** 2
+                region = window & (rows[:, None] + cols[None, :] < reach_px ** 2)
+            else:
+                region = labels == labels.ravel()[nearest]             # [H/s, W/s]
             start = (start_u * stride, start_v * stride, near_d)
             detection = self._refine(depth_mm, cam, region, stride, start, near_d)
             if detection is not None and detection.area_mm2 > self.max_area_mm2:
