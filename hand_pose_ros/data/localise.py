@@ -19,6 +19,12 @@ The hand is taken to be the nearest object within `depth_range_mm`:
    before refining; a region that turns out too small is removed and the search repeats
    behind it (up to `max_tries` times).
 
+Before step 2, the scene is split at depth jumps (a 4-neighbour more than
+max(jump_mm, jump_fraction*d) nearer) and pieces larger than surface_area_mm2 (a table or
+wall close behind the hand) are removed; then the region is the foreground within
+`reach_mm` of the nearest point (so the refinement cannot walk down the forearm). If no
+foreground is left (a hand resting on a surface), the plain search above runs instead.
+
 With `seed_uvd` (last frame's centre) the search first looks only near the seed, so a
 tracked hand is kept even when something else comes nearer elsewhere in the image.
 """
