@@ -15,7 +15,9 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
         (f"share/{PACKAGE}/config/hands", glob("config/hands/*")),
-        (f"share/{PACKAGE}/models", [p for p in glob("models/*") if not p.endswith(".md")]),
+        (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
+        # The shipped model and its machine-readable card (figures and the .md card stay in git).
+        (f"share/{PACKAGE}/models", glob("models/*.onnx") + glob("models/*.pt") + glob("models/*.json")),
     ],
     package_data={PACKAGE: ["py.typed"]},
     install_requires=["setuptools"],
