@@ -78,6 +78,7 @@ class HandLocaliser:
         self.jump_fraction = float(jump_fraction)
         self.surface_area_mm2 = float(surface_area_mm2)
         self.reach_mm = float(reach_mm)
+        self.prefer_nearer_mm = 40.0
 
     def locate(self, depth_mm: np.ndarray, cam: Intrinsics, seed_uvd=None) -> HandDetection | None:
         """depth_mm [H, W] (mm, 0 invalid) -> the hand's HandDetection, or None (no hand)."""
@@ -113,11 +114,43 @@ class HandLocaliser:
         # surface close behind it. If nothing is left (e.g. a hand resting on the table),
         # search the whole scene.
         foreground = candidates & ~self._surfaces(coarse, candidates, stride, cam)
+        found = None
         if foreground.any():
             found = self._search_objects(depth_mm, cam, coarse, stride, foreground, ball=True)
-            if found is not None:
-                return found
+        # The hand can also lie on a "surface" piece: a forearm reaching back to the table
+        # joins hand, arm and table without a depth jump. The nearest point of the whole
+        # scene, when it is well in front of the foreground's pick and not at the image
+        # border (where a tilted table comes nearest), is then the hand.
+        interior, interior_near = self._interior_front(coarse, candidates)
+        if interior is not None and (found is None or interior_near < found.near_mm - self.prefer_nearer_mm):
+            whole = self._search_objects(depth_mm, cam, coarse, stride, interior, ball=True)
+            if whole is not None and (found is None or whole.near_mm < found.near_mm - self.prefer_nearer_mm):
+                return whole
+        if found is not None:
+            return found
         return self._search_objects(depth_mm, cam, coarse, stride, candidates, ball=False)
+
+    def _interior_front(self, coarse, candidates, slab_mm=60.0, tries=3):
+        """(candidates from the nearest depth slab that does not reach the image border
+        [H/s, W/s] bool, that slab's near depth), or (None, inf): a hand's nearest part is a local front inside the image,
+        while a tilted table comes nearest at the border."""
+        candidates = candidates.copy()
+        border = _border(coarse.shape)
+        for _ in range(tries):
+            flat = np.flatnonzero(candidates)
+            if flat.size == 0:
+                return None, math.inf
+            values = coarse.ravel()[flat]
+            k = min(self.near_pixels, values.size) - 1
+            near_d = float(np.partition(values, k)[k])
+            slab = candidates & (coarse < near_d + slab_mm)
+            labels, _ = ndimage.label(slab, structure=_EIGHT_CONNECTED)
+            touching = np.unique(labels[border & slab])
+            if touching.size == 0:
+                return candidates, near_d
+            # drop the border-touching fronts and look behind them
+            candidates &= ~np.isin(labels, touching[touching > 0])
+        return None, math.inf
 
     def _surfaces(self, coarse, candidates, stride, cam):
         """Coarse pixels of the large smooth surfaces ([H/s, W/s] bool). A depth jump (a
@@ -241,6 +274,13 @@ class HandLocaliser:
         bbox = (int(used_cols[0]), int(used_rows[0]), int(used_cols[-1]) + step, int(used_rows[-1]) + step)
         return HandDetection(com_uvd=np.array([u, v, d]), pixel_count=count * step * step, bbox=bbox,
                              area_mm2=area, near_mm=near_d)
+
+
+def _border(shape, width=2):
+    """[H, W] bool: the outer `width` rows and columns of an image."""
+    mask = np.ones(shape, dtype=bool)
+    mask[width:-width, width:-width] = False
+    return mask
 
 
 def _dilate(mask):
