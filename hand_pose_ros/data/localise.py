@@ -79,6 +79,7 @@ class HandLocaliser:
         self.surface_area_mm2 = float(surface_area_mm2)
         self.reach_mm = float(reach_mm)
         self.prefer_nearer_mm = 40.0
+        self.max_border_contact_mm = 100.0
 
     def locate(self, depth_mm: np.ndarray, cam: Intrinsics, seed_uvd=None) -> HandDetection | None:
         """depth_mm [H, W] (mm, 0 invalid) -> the hand's HandDetection, or None (no hand)."""
@@ -121,7 +122,7 @@ class HandLocaliser:
         # joins hand, arm and table without a depth jump. The nearest point of the whole
         # scene, when it is well in front of the foreground's pick and not at the image
         # border (where a tilted table comes nearest), is then the hand.
-        interior, interior_near = self._interior_front(coarse, candidates)
+        interior, interior_near = self._interior_front(coarse, candidates, stride, cam)
         if interior is not None and (found is None or interior_near < found.near_mm - self.prefer_nearer_mm):
             whole = self._search_objects(depth_mm, cam, coarse, stride, interior, ball=True)
             if whole is not None and (found is None or whole.near_mm < found.near_mm - self.prefer_nearer_mm):
@@ -130,12 +131,13 @@ class HandLocaliser:
             return found
         return self._search_objects(depth_mm, cam, coarse, stride, candidates, ball=False)
 
-    def _interior_front(self, coarse, candidates, slab_mm=60.0, tries=3):
-        """(candidates from the nearest depth slab that does not reach the image border
-        [H/s, W/s] bool, that slab's near depth), or (None, inf): a hand's nearest part is a local front inside the image,
-        while a tilted table comes nearest at the border."""
+    def _interior_front(self, coarse, candidates, stride, cam, slab_mm=60.0, tries=3):
+        """(candidates from the nearest depth slab that is not a surface running out of the
+        image [H/s, W/s] bool, that slab's near depth), or (None, inf). A tilted table comes
+        nearest along a long stretch of the image border; a hand's front is inside the image
+        or meets the border over a hand's or forearm's width at most."""
         candidates = candidates.copy()
-        border = _border(coarse.shape)
+        ring = _border(coarse.shape, width=1)
         for _ in range(tries):
             flat = np.flatnonzero(candidates)
             if flat.size == 0:
@@ -144,12 +146,16 @@ class HandLocaliser:
             k = min(self.near_pixels, values.size) - 1
             near_d = float(np.partition(values, k)[k])
             slab = candidates & (coarse < near_d + slab_mm)
-            labels, _ = ndimage.label(slab, structure=_EIGHT_CONNECTED)
-            touching = np.unique(labels[border & slab])
-            if touching.size == 0:
+            labels, count = ndimage.label(slab, structure=_EIGHT_CONNECTED)
+            on_ring = ring & slab
+            # metric length of each slab object along the image border
+            contact_mm = np.bincount(labels[on_ring], weights=coarse[on_ring], minlength=count + 1) * (stride / abs(cam.fx))
+            running_out = contact_mm > self.max_border_contact_mm
+            running_out[0] = False
+            if not running_out.any():
                 return candidates, near_d
-            # drop the border-touching fronts and look behind them
-            candidates &= ~np.isin(labels, touching[touching > 0])
+            # drop the surfaces' fronts and look behind them
+            candidates &= ~running_out[labels]
         return None, math.inf
 
     def _surfaces(self, coarse, candidates, stride, cam):
