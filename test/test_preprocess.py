@@ -338,6 +338,21 @@ def test_localiser_seed_keeps_the_tracked_hand():
     np.testing.assert_allclose(lost.com_uvd, unseeded.com_uvd)
 
 
+def test_localiser_finds_a_hand_joined_to_a_tilted_table_by_its_forearm():
+    # the table comes nearer than the hand at the bottom border and meets the receding
+    # forearm without a depth jump, so hand, arm and table are one large "surface" piece
+    hand = synthetic_scene(D435, hand_uv=(330, 250), hand_d=500, table=False).astype(np.float32)
+    rows = np.arange(480, dtype=np.float32)[:, None]
+    table = np.broadcast_to(450 + 1.5 * (480 - rows), hand.shape)
+    scene = np.where((hand > 0) & (hand < table), hand, table).astype(np.float32)
+    assert scene[479, 330] < 460 and abs(scene[440, 330] - table[440, 330]) < 1   # table nearest, on the arm
+    det = HandLocaliser().locate(scene, D435)
+    assert det is not None
+    u, v, d = det.com_uvd
+    assert abs(u - 330) < 8 and abs(v - 250) < 20 and 495 < d < 540
+    assert det.near_mm == pytest.approx(500, abs=10)
+
+
 def test_localiser_keeps_fixed_test_set_hands_in_the_crop():
     # frames of the fixed synthetic test set where the old localiser failed: a tilted table
     # close behind the hand (no hand found) or the centre walking down the forearm

@@ -25,6 +25,14 @@ wall close behind the hand) are removed; then the region is the foreground withi
 `reach_mm` of the nearest point (so the refinement cannot walk down the forearm). If no
 foreground is left (a hand resting on a surface), the plain search above runs instead.
 
+A hand can also be part of such a large piece: a forearm reaching back to a tilted table
+joins hand, arm and table without a depth jump. So the scene's nearest "interior front" is
+tried as well: the nearest thin depth slab (60 mm) whose objects do not meet the image
+border over more than max_border_contact_mm (a table nearest at the image edge does; a hand
+or forearm cut by the border meets it over its width at most); slabs that do are dropped and
+the search looks behind them. That front wins when it is more than prefer_nearer_mm in front
+of the foreground's pick (or when there is no such pick).
+
 With `seed_uvd` (last frame's centre) the search first looks only near the seed, so a
 tracked hand is kept even when something else comes nearer elsewhere in the image.
 """
@@ -56,7 +64,8 @@ class HandLocaliser:
                  max_area_mm2: float = 42000.0, near_pixels: int = 8, coarse_width: int = 160,
                  refine_steps: int = 4, seed_radius_mm: float = 150.0, max_tries: int = 4,
                  jump_mm: float = 20.0, jump_fraction: float = 0.04, surface_area_mm2: float = 90000.0,
-                 reach_mm: float = 150.0):
+                 reach_mm: float = 150.0, prefer_nearer_mm: float = 40.0,
+                 max_border_contact_mm: float = 100.0):
         near, far = (float(x) for x in depth_range_mm)
         if not 0 <= near < far:
             raise ValueError(f"depth_range_mm must be (near, far) with 0 <= near < far, got {depth_range_mm}")
@@ -78,8 +87,8 @@ class HandLocaliser:
         self.jump_fraction = float(jump_fraction)
         self.surface_area_mm2 = float(surface_area_mm2)
         self.reach_mm = float(reach_mm)
-        self.prefer_nearer_mm = 40.0
-        self.max_border_contact_mm = 100.0
+        self.prefer_nearer_mm = float(prefer_nearer_mm)
+        self.max_border_contact_mm = float(max_border_contact_mm)
 
     def locate(self, depth_mm: np.ndarray, cam: Intrinsics, seed_uvd=None) -> HandDetection | None:
         """depth_mm [H, W] (mm, 0 invalid) -> the hand's HandDetection, or None (no hand)."""
@@ -119,9 +128,9 @@ class HandLocaliser:
         if foreground.any():
             found = self._search_objects(depth_mm, cam, coarse, stride, foreground, ball=True)
         # The hand can also lie on a "surface" piece: a forearm reaching back to the table
-        # joins hand, arm and table without a depth jump. The nearest point of the whole
-        # scene, when it is well in front of the foreground's pick and not at the image
-        # border (where a tilted table comes nearest), is then the hand.
+        # joins hand, arm and table without a depth jump. The scene's nearest front that does
+        # not run out of the image (as a tilted table does) is then the hand, when it is well
+        # in front of the foreground's pick.
         interior, interior_near = self._interior_front(coarse, candidates, stride, cam)
         if interior is not None and (found is None or interior_near < found.near_mm - self.prefer_nearer_mm):
             whole = self._search_objects(depth_mm, cam, coarse, stride, interior, ball=True)
