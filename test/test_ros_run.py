@@ -79,11 +79,10 @@ def test_accuracy_of_the_shipped_model_matches_its_offline_error(ros_env):
     error on the fixed synthetic test set + 2 mm. Needs the trained model and its card."""
     from hand_pose_ros.ros.demo import model_card
 
-    if not SHIPPED_MODEL.is_file():
-        pytest.skip(f"{SHIPPED_MODEL.relative_to(REPO)} is not shipped yet (the trained model comes from GPU training)")
+    assert SHIPPED_MODEL.is_file(), f"{SHIPPED_MODEL.relative_to(REPO)} is missing: the package ships it"
     card = model_card(SHIPPED_MODEL)
-    if not card or card.get("mean_error_mm") is None:
-        pytest.skip(f"no model card {SHIPPED_MODEL.with_suffix('.json').name} with mean_error_mm next to the model")
+    assert card and card.get("mean_error_mm") is not None, \
+        f"model card {SHIPPED_MODEL.with_suffix('.json').name} with mean_error_mm is missing next to the model"
     proc = hand_pose_run(["--synthetic", "--duration", "8", "--json", "--no-retarget"], ros_env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = one_json_object(proc.stdout)
