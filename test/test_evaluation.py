@@ -468,3 +468,11 @@ def test_eval_run_on_the_synthetic_test_set(capsys, tmp_path):
     code, _, err = _run_cli(capsys, "run", "--model", model, "--dataset", "nyu-frames", "--root", REAL_NYU,
                             "--backend", "torch", "-o", tmp_path / "nyu.txt")
     assert code == 2 and "palm_center" in err and not (tmp_path / "nyu.txt").exists()
+
+
+def test_eval_run_passes_the_precision_to_the_backend(capsys, tmp_path, small_nyu_checkpoint):
+    out = tmp_path / "result.txt"
+    code, stdout, err = _run_cli(capsys, "run", "--model", small_nyu_checkpoint, "--dataset", "nyu-frames",
+                                 "--root", REAL_NYU, "--backend", "torch", "--precision", "fp32", "-o", out, "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["backend"]["precision"] == "fp32"

@@ -150,6 +150,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"))
     p.add_argument("--device", default=None, help="e.g. cuda, cuda:1, cpu (default: the backend's choice)")
+    p.add_argument("--precision", default=None, choices=("fp32", "fp16", "int8"),
+                   help="backend precision (default: the backend's choice); measure int8/fp16 accuracy here "
+                        "before deploying them")
     p.add_argument("--batch", type=int, default=64, help="frames per inference batch")
     p.add_argument("--cube", default="model", choices=("model", "dataset"),
                    help="crop half-cube: the model's (what the pose node does, default) or each "

@@ -176,7 +176,8 @@ def run_command(args) -> int:
     from ..inference.estimator import HandPoseEstimator
 
     samples, count = open_test_set(args.dataset, args.root, args.split, args.limit)
-    estimator = HandPoseEstimator.from_model_file(args.model, backend=args.backend, device=args.device)
+    estimator = HandPoseEstimator.from_model_file(args.model, backend=args.backend, device=args.device,
+                                                   precision=args.precision)
     print(f"eval run: {args.model} ({estimator.describe().get('backend', args.backend)}) on "
           f"{args.dataset} {args.split}", file=sys.stderr)
     predictions = predict(estimator, samples, batch=args.batch, cube=args.cube, limit=args.limit, count=count)
