@@ -19,11 +19,11 @@ demo: setup
 	$(BIN)/hand-pose demo $(DEMO_ARGS)
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	HAND_POSE_REQUIRE_FULL_ENV=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The pure-core tests only (no DDS), for a quick loop while editing.
 test-fast: setup
-	$(BIN)/python -m pytest -m "not ros and not slow" $(PYTEST_ARGS)
+	HAND_POSE_REQUIRE_FULL_ENV=1 $(BIN)/python -m pytest -m "not ros and not slow" $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/hand-pose bench $(BENCH_ARGS)

@@ -28,6 +28,22 @@ from pathlib import Path
 
 import pytest
 
+# `make test` sets this: there, every package the tests `importorskip` must be importable, so
+# a broken install fails the run instead of silently skipping whole test files.
+REQUIRED_IN_DEV_ENV = ("torch", "onnx", "onnxruntime", "rclpy", "tf2_msgs", "pinocchio",
+                       "dex_retargeting", "scipy", "matplotlib")
+
+
+def pytest_sessionstart(session):
+    if os.environ.get("HAND_POSE_REQUIRE_FULL_ENV") != "1":
+        return
+    import importlib.util
+
+    missing = [name for name in REQUIRED_IN_DEV_ENV if importlib.util.find_spec(name) is None]
+    if missing:
+        raise pytest.UsageError(f"the dev environment lacks {missing}: re-run `make setup` "
+                                "(HAND_POSE_REQUIRE_FULL_ENV=1 forbids skipping their tests)")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 VENV_BIN = Path(sys.executable).parent
