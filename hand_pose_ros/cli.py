@@ -37,7 +37,10 @@ def _load(name: str):
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="hand-pose", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="hand-pose",
+        description="Depth-based 3D hand pose (SRNet): data, training, evaluation, export, benchmarks "
+                    "and the ROS 2 pipeline. `hand-pose COMMAND --help` for each command.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (_, help_text) in COMMANDS.items():
