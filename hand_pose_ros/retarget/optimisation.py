@@ -63,44 +63,48 @@ class _LinkKinematics:
         return positions, jacobians
 
 
+def _objective(opt, reference: np.ndarray, weight, fixed_qpos, last_qpos):
+    """nlopt objective for optimiser opt: weighted Huber loss on robot link vectors
+    (task - origin) against reference [V, 3], plus the warm-start regulariser, with its
+    exact gradient. weight: a scalar or one per vector [V]."""
+    kinematics = _LinkKinematics(opt.robot, opt.computed_link_indices)
+    origin = np.asarray(opt.origin_link_indices)
+    task = np.asarray(opt.task_link_indices)
+    qpos = np.zeros(opt.num_joints)
+    qpos[opt.idx_pin2fixed] = fixed_qpos
+    last = np.asarray(last_qpos, dtype=np.float64)
+    delta, n = opt.huber_loss.beta, len(reference)
+
+    def objective(x, grad):
+        qpos[opt.idx_pin2target] = x
+        pos, jac = kinematics(qpos)
+        residual = pos[task] - pos[origin] - reference                         # [V, 3]
+        dist = np.linalg.norm(residual, axis=1)
+        value, slope = _huber(dist, delta)
+        reg = x - last
+        if grad.size > 0:
+            d_vec = (weight * slope / np.maximum(dist, 1e-12))[:, None] * residual / n  # dL/d(robot vec)
+            d_pos = np.zeros_like(pos)
+            np.add.at(d_pos, task, d_vec)
+            np.add.at(d_pos, origin, -d_vec)
+            full = np.einsum("lk,lkq->q", d_pos, jac)
+            grad[:] = full[opt.idx_pin2target] + 2 * opt.norm_delta * reg
+        return float((value * weight).sum() / n + opt.norm_delta * reg @ reg)
+
+    return objective
+
+
 def _numpy_optimizers():
     """The two optimiser subclasses (built lazily: dex_retargeting imports torch)."""
     from dex_retargeting.optimizer import DexPilotOptimizer, VectorOptimizer
 
     class NumpyVectorOptimizer(VectorOptimizer):
         def get_objective_function(self, target_vector, fixed_qpos, last_qpos):
-            kinematics = _LinkKinematics(self.robot, self.computed_link_indices)
-            origin = np.asarray(self.origin_link_indices)
-            task = np.asarray(self.task_link_indices)
-            target = np.asarray(target_vector, dtype=np.float64) * self.scaling   # [V, 3]
-            qpos = np.zeros(self.num_joints)
-            qpos[self.idx_pin2fixed] = fixed_qpos
-            last = np.asarray(last_qpos, dtype=np.float64)
-            delta, n = self.huber_loss.beta, len(target)
-
-            def objective(x, grad):
-                qpos[self.idx_pin2target] = x
-                pos, jac = kinematics(qpos)
-                residual = pos[task] - pos[origin] - target                        # [V, 3]
-                dist = np.linalg.norm(residual, axis=1)
-                value, slope = _huber(dist, delta)
-                reg = x - last
-                if grad.size > 0:
-                    d_vec = (slope / np.maximum(dist, 1e-12))[:, None] * residual / n  # dL/d(robot vec)
-                    d_pos = np.zeros_like(pos)
-                    np.add.at(d_pos, task, d_vec)
-                    np.add.at(d_pos, origin, -d_vec)
-                    full = np.einsum("lk,lkq->q", d_pos, jac)
-                    grad[:] = full[self.idx_pin2target] + 2 * self.norm_delta * reg
-                return float(value.mean() + self.norm_delta * reg @ reg)
-
-            return objective
+            reference = np.asarray(target_vector, dtype=np.float64) * self.scaling   # [V, 3]
+            return _objective(self, reference, 1.0, fixed_qpos, last_qpos)
 
     class NumpyDexPilotOptimizer(DexPilotOptimizer):
         def get_objective_function(self, target_vector, fixed_qpos, last_qpos):
-            kinematics = _LinkKinematics(self.robot, self.computed_link_indices)
-            origin = np.asarray(self.origin_link_indices)
-            task = np.asarray(self.task_link_indices)
             target = np.asarray(target_vector, dtype=np.float64)                    # [V, 3]
             n_pairs = len(self.projected)                   # finger-to-finger vectors come first
             n_thumb = n_pairs - len(self.s2_project_index_task)  # of which thumb-to-finger
@@ -124,28 +128,7 @@ def _numpy_optimizers():
             reference[:n_pairs] = np.where(self.projected[:, None],
                                            direction * self.projected_dist[:, None], reference[:n_pairs])
 
-            qpos = np.zeros(self.num_joints)
-            qpos[self.idx_pin2fixed] = fixed_qpos
-            last = np.asarray(last_qpos, dtype=np.float64)
-            delta, n = self.huber_loss.beta, len(target)
-
-            def objective(x, grad):
-                qpos[self.idx_pin2target] = x
-                pos, jac = kinematics(qpos)
-                residual = pos[task] - pos[origin] - reference
-                dist = np.linalg.norm(residual, axis=1)
-                value, slope = _huber(dist, delta)
-                reg = x - last
-                if grad.size > 0:
-                    d_vec = (weight * slope / np.maximum(dist, 1e-12))[:, None] * residual / n
-                    d_pos = np.zeros_like(pos)
-                    np.add.at(d_pos, task, d_vec)
-                    np.add.at(d_pos, origin, -d_vec)
-                    full = np.einsum("lk,lkq->q", d_pos, jac)
-                    grad[:] = full[self.idx_pin2target] + 2 * self.norm_delta * reg
-                return float((value * weight).sum() / n + self.norm_delta * reg @ reg)
-
-            return objective
+            return _objective(self, reference, weight, fixed_qpos, last_qpos)
 
     return NumpyVectorOptimizer, NumpyDexPilotOptimizer
 
