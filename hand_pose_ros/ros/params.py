@@ -19,6 +19,10 @@ class ParameterError(ValueError):
     """A parameter value is invalid (raised at start-up, before any work)."""
 
 
+class StartupError(RuntimeError):
+    """A node cannot start (bad parameter, missing or corrupt file); the message says which and why."""
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -76,6 +80,14 @@ def declare_all(node, params: list[Param]) -> dict[str, Any]:
         p.check(value)
         values[p.name] = value
     return values
+
+
+def declare_for_startup(node, params: list[Param]) -> dict[str, Any]:
+    """declare_all, with an invalid value raised as StartupError (the node does not start)."""
+    try:
+        return declare_all(node, params)
+    except ParameterError as e:
+        raise StartupError(str(e)) from None
 
 
 def yaml_keys(path, node_name: str) -> set[str]:

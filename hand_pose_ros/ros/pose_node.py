@@ -24,7 +24,7 @@ from .. import keypoints
 from ..camera import Intrinsics
 from . import conversions
 from .overlay import debug_overlay
-from .params import Param, ParameterError, declare_all, resolve_share_path
+from .params import Param, StartupError, declare_for_startup, resolve_share_path
 from .stats import LatestSlot, RateMeter, Window
 
 NODE_NAME = "hand_pose"
@@ -82,10 +82,6 @@ STATES = {
     "size_mismatch": ("error", "depth image size differs from CameraInfo"),
     "inference_error": ("error", "the estimator failed on a frame"),
 }
-
-
-class StartupError(RuntimeError):
-    """The node cannot start (bad parameter, missing or corrupt model file)."""
 
 
 @dataclass
@@ -182,10 +178,7 @@ class PoseNode:
 
         self.node = node or Node(NODE_NAME)
         self.log = self.node.get_logger()
-        try:
-            self.p = declare_all(self.node, PARAMS)
-        except ParameterError as e:
-            raise StartupError(str(e)) from None
+        self.p = declare_for_startup(self.node, PARAMS)
         if estimator is None:
             estimator, model_path = load_estimator(self.p)
             self.log.info(f"model {model_path}: {describe_estimator(estimator)}")

@@ -35,7 +35,7 @@ from hand_pose_ros.retarget.safety import TRACKING, WAITING
 from hand_pose_ros.retarget.spec import SpecError
 
 from . import conversions
-from .params import Param, ParameterError, declare_all
+from .params import Param, ParameterError, StartupError, declare_all
 
 NODE_NAME = "hand_retarget"
 ADAPTERS = ("leap", "float64_multi_array", "joint_trajectory")
@@ -96,10 +96,6 @@ PARAMS = [
 # state -> diagnostic level
 LEVELS = {"waiting": "ok", "tracking": "ok", "holding": "warn", "ramping to safe pose": "warn",
           "at safe pose": "warn"}
-
-
-class StartupError(RuntimeError):
-    """The node cannot start with these parameters (the message says which and why)."""
 
 
 def parse_adapters(text: str) -> list:

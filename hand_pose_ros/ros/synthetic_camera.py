@@ -25,8 +25,8 @@ import numpy as np
 
 from ..camera import DATASET_INTRINSICS, Intrinsics
 from . import conversions
-from .params import Param, ParameterError, declare_all
-from .pose_node import StartupError, qos_profile, spin_node
+from .params import Param, StartupError, declare_for_startup
+from .pose_node import qos_profile, spin_node
 
 NODE_NAME = "synthetic_camera"
 LIVE_BUDGET = 0.7  # live rendering must fit in this fraction of the frame period
@@ -158,10 +158,7 @@ class SyntheticCamera:
 
         self.node = node or Node(NODE_NAME)
         self.log = self.node.get_logger()
-        try:
-            self.p = declare_all(self.node, PARAMS)
-        except ParameterError as e:
-            raise StartupError(str(e)) from None
+        self.p = declare_for_startup(self.node, PARAMS)
         self.cam = scaled_intrinsics(self.p["intrinsics"], self.p["width"], self.p["height"])
         try:
             self.source = source or FrameSource(self.p["seed"], self.cam, self.p["noise"])
