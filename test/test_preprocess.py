@@ -304,6 +304,9 @@ def test_localiser_no_hand_cases():
     assert loc.locate(np.full((480, 640), 3000, np.float32), D435) is None      # all beyond range
     assert loc.locate(np.full((480, 640), np.nan, np.float32) * 0, D435) is None
     assert loc.locate(np.full((480, 640), 500, np.float32), D435) is None       # a wall: too large
+    # a tilted wall: as large as a hand on a table filling the ball, but flat
+    rows = np.arange(480, dtype=np.float32)[:, None]
+    assert loc.locate(np.broadcast_to(700 + 0.8 * (rows - 240), (480, 640)).astype(np.float32), D435) is None
     speck = np.zeros((480, 640), np.float32)
     speck[100:103, 100:103] = 400                                              # too small
     assert loc.locate(speck, D435) is None
@@ -355,11 +358,12 @@ def test_localiser_finds_a_hand_joined_to_a_tilted_table_by_its_forearm():
 
 def test_localiser_keeps_fixed_test_set_hands_in_the_crop():
     # frames of the fixed synthetic test set where the old localiser failed: a tilted table
-    # close behind the hand (no hand found) or the centre walking down the forearm
+    # close behind the hand (no hand found), the centre walking down the forearm, or a hand
+    # on a table filling the whole ball (9: as large as a wall, but not flat)
     from hand_pose_ros.data.synthetic import fixed_test_set
     frames = list(fixed_test_set(24))
     loc = HandLocaliser()
-    for index in (20, 23):
+    for index in (9, 20, 23):
         s = frames[index]
         det = loc.locate(s.depth_mm, s.cam)
         assert det is not None, f"frame {index}: no hand"

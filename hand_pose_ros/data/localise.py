@@ -14,7 +14,9 @@ The hand is taken to be the nearest object within `depth_range_mm`:
    the nearest point (often a fingertip) to the middle of the hand, and the forearm or body
    behind it are cut off (stops early once the centre moves less than half a pixel).
 4. The result is "no hand" (None) when nothing valid is in range, or when the region's
-   metric area (sum over pixels of d^2 / (fx*fy)) is too small or too large for a hand.
+   metric area (sum over pixels of d^2 / (fx*fy)) is too small for a hand, or too large
+   and flat (RMS depth off its best-fit plane under `min_relief_mm`: a wall or a table; a
+   hand lying on a table fills the ball as well, but rises off it).
    Objects in the depth slab too small for a hand (specks, flying pixels) are skipped
    before refining; a region that turns out too small is removed and the search repeats
    behind it (up to `max_tries` times).
@@ -65,7 +67,7 @@ class HandLocaliser:
                  refine_steps: int = 4, seed_radius_mm: float = 150.0, max_tries: int = 4,
                  jump_mm: float = 20.0, jump_fraction: float = 0.04, surface_area_mm2: float = 90000.0,
                  reach_mm: float = 150.0, prefer_nearer_mm: float = 40.0,
-                 max_border_contact_mm: float = 100.0):
+                 max_border_contact_mm: float = 100.0, min_relief_mm: float = 20.0):
         near, far = (float(x) for x in depth_range_mm)
         if not 0 <= near < far:
             raise ValueError(f"depth_range_mm must be (near, far) with 0 <= near < far, got {depth_range_mm}")
@@ -89,6 +91,7 @@ class HandLocaliser:
         self.reach_mm = float(reach_mm)
         self.prefer_nearer_mm = float(prefer_nearer_mm)
         self.max_border_contact_mm = float(max_border_contact_mm)
+        self.min_relief_mm = float(min_relief_mm)
 
     def locate(self, depth_mm: np.ndarray, cam: Intrinsics, seed_uvd=None) -> HandDetection | None:
         """depth_mm [H, W] (mm, 0 invalid) -> the hand's HandDetection, or None (no hand)."""
@@ -232,18 +235,20 @@ class HandLocaliser:
             else:
                 region = labels == labels.ravel()[nearest]             # [H/s, W/s]
             start = (start_u * stride, start_v * stride, near_d)
-            detection = self._refine(depth_mm, cam, region, stride, start, near_d)
-            if detection is not None and detection.area_mm2 > self.max_area_mm2:
+            detection, relief_mm = self._refine(depth_mm, cam, region, stride, start, near_d)
+            if detection is not None and detection.area_mm2 > self.max_area_mm2 and relief_mm < self.min_relief_mm:
                 return None       # a wall or a body nearest to the camera, not a hand
             if detection is not None and detection.area_mm2 >= self.min_area_mm2:
                 return detection
             candidates &= ~region  # too small after all: drop it, try the next object
         return None
 
-    def _refine(self, depth_mm, cam, region, stride, start, near_d) -> HandDetection | None:
+    def _refine(self, depth_mm, cam, region, stride, start, near_d):
         """Centre of mass around `start`, restricted to the coarse region's neighbourhood
         and the depth window behind near_d. Runs on every `step`-th pixel (half the coarse
-        stride: 2 at 640 x 480), plenty for a centre of mass and 4x cheaper than every pixel."""
+        stride: 2 at 640 x 480), plenty for a centre of mass and 4x cheaper than every pixel.
+        Returns (HandDetection or None, relief_mm): relief_mm is the RMS depth off the
+        region's best-fit plane, measured only for regions larger than max_area_mm2 (else 0)."""
         height, width = depth_mm.shape
         step = max(1, stride // 2)
         near, far = self.depth_range_mm
@@ -261,7 +266,7 @@ class HandLocaliser:
             top = max(0, int(v - radius_v)) // step * step
             right, bottom = min(width, int(u + radius_u) + 1), min(height, int(v + radius_v) + 1)
             if left >= right or top >= bottom:
-                return None
+                return None, 0.0
             roi = depth_mm[top:bottom:step, left:right:step]                 # view
             cols = np.arange(left, right, step)
             rows = np.arange(top, bottom, step)
@@ -273,7 +278,7 @@ class HandLocaliser:
             mask &= _upsample_mask(grown, stride, rows, cols)
             count = int(np.count_nonzero(mask))
             if count == 0:
-                return None
+                return None, 0.0
             depth_in = np.where(mask, roi, np.float32(0)).astype(np.float32, copy=False)
             new_u = float(np.count_nonzero(mask, axis=0) @ cols) / count
             new_v = float(np.count_nonzero(mask, axis=1) @ rows) / count
@@ -287,8 +292,22 @@ class HandLocaliser:
         used_cols = cols[mask.any(axis=0)]
         used_rows = rows[mask.any(axis=1)]
         bbox = (int(used_cols[0]), int(used_rows[0]), int(used_cols[-1]) + step, int(used_rows[-1]) + step)
+        relief = _plane_rms(roi, mask, rows, cols) if area > self.max_area_mm2 else 0.0
         return HandDetection(com_uvd=np.array([u, v, d]), pixel_count=count * step * step, bbox=bbox,
-                             area_mm2=area, near_mm=near_d)
+                             area_mm2=area, near_mm=near_d), relief
+
+
+def _plane_rms(roi, mask, rows, cols):
+    """RMS distance in depth (mm) of the masked roi pixels from their least-squares plane
+    d = a*u + b*v + c: about the sensor noise on a wall or table, larger where a hand rises
+    off the surface."""
+    r, c = np.nonzero(mask)
+    if r.size < 4:
+        return 0.0
+    depth = roi[r, c].astype(np.float64)
+    design = np.stack([cols[c].astype(np.float64), rows[r].astype(np.float64), np.ones(r.size)], axis=1)   # [N, 3]
+    coeffs = np.linalg.lstsq(design, depth, rcond=None)[0]
+    return float(np.sqrt(np.mean((depth - design @ coeffs) ** 2)))
 
 
 def _border(shape, width=2):
