@@ -174,14 +174,3 @@ def check_expected(config: SRNetConfig, path, expected_keypoints=None) -> None:
     if config.keypoint_names != expected:
         raise model_file_error(path, f"model predicts joints {list(config.keypoint_names)}, "
                                      f"the caller expects {list(expected)}")
-
-
-def read_model_config(path, expected_keypoints=None) -> SRNetConfig:
-    """The SRNetConfig a model file (checkpoint or ONNX) carries."""
-    if model_kind(path) == "onnx":
-        config, _ = read_onnx_config(path)
-    else:
-        from ..model import load_model
-        _, config, _ = load_model(path, map_location="cpu")
-    check_expected(config, path, expected_keypoints)
-    return config

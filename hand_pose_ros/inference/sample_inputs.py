@@ -47,11 +47,6 @@ def realistic_frames(count: int, seed: int = 0) -> list:
     return [(depth.copy(), cam) for depth, cam in _frames(count, seed)]
 
 
-def realistic_frame(seed: int = 0):
-    """(depth_mm [480, 640] float32, cam) of one scene."""
-    return realistic_frames(1, seed)[0]
-
-
 @functools.lru_cache(maxsize=8)
 def _crops(count: int, size: int, half_cube_mm: float, seed: int) -> np.ndarray:
     synthetic = _synthetic()
