@@ -19,8 +19,8 @@ from hand_pose_ros.keypoints import CANONICAL, indices
 
 HANDEDNESS = ("right", "left")
 
-WRIST, INDEX_MCP, MIDDLE_MCP, PINKY_MCP = (int(i) for i in indices(
-    ("wrist", "index_mcp", "middle_mcp", "pinky_mcp")))
+PALM_KEYPOINTS = ("wrist", "index_mcp", "middle_mcp", "pinky_mcp")  # the only keypoints hand_frame reads
+WRIST, INDEX_MCP, MIDDLE_MCP, PINKY_MCP = (int(i) for i in indices(PALM_KEYPOINTS))
 
 _EPS = 1e-9
 

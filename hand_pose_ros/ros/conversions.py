@@ -21,7 +21,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from .. import keypoints
 from ..camera import Intrinsics
 from ..data.depth import image_msg_to_depth
-from ..retarget.hand_frame import hand_frame
+from ..retarget.hand_frame import PALM_KEYPOINTS, hand_frame
 
 MM_PER_M = 1000.0
 IDENTITY_QUATERNION = (0.0, 0.0, 0.0, 1.0)  # (x, y, z, w)
@@ -97,11 +97,11 @@ def palm_quaternion(xyz_mm: np.ndarray, names=keypoints.CANONICAL) -> tuple[floa
     back). Identity when the palm points are missing or degenerate.
     """
     names = tuple(names)
-    needed = ("wrist", "index_mcp", "middle_mcp", "pinky_mcp")
-    if any(n not in names for n in needed):
+    if any(n not in names for n in PALM_KEYPOINTS):
         return IDENTITY_QUATERNION
     canonical = np.full((len(keypoints.CANONICAL), 3), np.nan)
-    canonical[keypoints.indices(needed)] = np.asarray(xyz_mm, dtype=np.float64)[keypoints.indices(needed, of=names)]
+    canonical[keypoints.indices(PALM_KEYPOINTS)] = \
+        np.asarray(xyz_mm, dtype=np.float64)[keypoints.indices(PALM_KEYPOINTS, of=names)]
     _, axes = hand_frame(canonical, "right")  # [3, 3], columns x, y, z
     if not np.isfinite(axes).all():
         return IDENTITY_QUATERNION
