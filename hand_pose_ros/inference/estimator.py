@@ -92,7 +92,7 @@ class HandPoseEstimator:
         all frames with a hand. Returns one Estimate or None per frame, in order."""
         start = time.perf_counter()
         results: list = [None] * len(frames)
-        crops, pending = [], []
+        pending = []                                               # (index, cam, crop)
         localise_ms = crop_ms = 0.0
         for index, frame in enumerate(frames):
             depth_mm, cam, seed = (tuple(frame) + (None,))[:3]
@@ -107,13 +107,12 @@ class HandPoseEstimator:
                 continue
             crop = crop_hand(depth_mm, found.com_uvd, cam, self.half_cube_mm, self.config.input_size)
             crop_ms += (time.perf_counter() - t1) * 1e3
-            crops.append(crop)
             pending.append((index, cam, crop))
         if not pending:
             return results
 
         t0 = time.perf_counter()
-        batch = np.stack([c.image for c in crops])[:, None]        # [B,1,m,m]
+        batch = np.stack([crop.image for _, _, crop in pending])[:, None]  # [B,1,m,m]
         uvd_norm, confidence = self.backend.infer(batch)           # [B,J,3], [B,J]
         infer_ms = (time.perf_counter() - t0) * 1e3
 
