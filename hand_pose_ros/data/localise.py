@@ -16,7 +16,8 @@ The hand is taken to be the nearest object within `depth_range_mm`:
 4. The result is "no hand" (None) when nothing valid is in range, or when the region's
    metric area (sum over pixels of d^2 / (fx*fy)) is too small for a hand, or too large
    and flat (RMS depth off its best-fit plane under `min_relief_mm`: a wall or a table; a
-   hand lying on a table fills the ball as well, but rises off it).
+   hand lying on a table fills the ball as well, but rises off it). Such a flat object is
+   dropped and the search looks behind it (a table corner nearer than the hand).
    Objects in the depth slab too small for a hand (specks, flying pixels) are skipped
    before refining; a region that turns out too small is removed and the search repeats
    behind it (up to `max_tries` times).
@@ -237,7 +238,10 @@ class HandLocaliser:
             start = (start_u * stride, start_v * stride, near_d)
             detection, relief_mm = self._refine(depth_mm, cam, region, stride, start, near_d)
             if detection is not None and detection.area_mm2 > self.max_area_mm2 and relief_mm < self.min_relief_mm:
-                return None       # a wall or a body nearest to the camera, not a hand
+                # a wall or a table nearest to the camera, not a hand: drop its whole
+                # object and look behind it
+                candidates &= labels != labels.ravel()[nearest]
+                continue
             if detection is not None and detection.area_mm2 >= self.min_area_mm2:
                 return detection
             candidates &= ~region  # too small after all: drop it, try the next object
