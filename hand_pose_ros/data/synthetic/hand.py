@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...keypoints import FINGERS
+from ...keypoints import CANONICAL, CANONICAL_EDGES, FINGERS, finger_of
 
 ANGLE_NAMES = (
     "thumb_cmc_flex", "thumb_cmc_abd", "thumb_mcp_flex", "thumb_ip_flex",
@@ -223,11 +223,16 @@ def forward_kinematics(angles: torch.Tensor, rotation: torch.Tensor, wrist_xyz: 
     return keypoints, extra @ to_camera.transpose(1, 2) + wrist_xyz.to(angles.dtype)[:, None, :]
 
 
+# Parent of each keypoint after the wrist, from the skeleton's chain edges (wrist -> finger
+# base, then along the finger; the MCP-row edges join two fingers and are not chain bones).
+_PARENT_OF = {b: a for a, b in CANONICAL_EDGES if a == "wrist" or finger_of(a) == finger_of(b)}
+_BONE_PARENT = torch.tensor([CANONICAL.index(_PARENT_OF[name]) for name in CANONICAL[1:]])   # [20]
+
+
 def bone_lengths(keypoints: torch.Tensor) -> torch.Tensor:
     """[..., 21, 3] -> [..., 20] length of each chain bone (wrist->thumb_cmc, cmc->mcp, ...)
     in the order of CANONICAL[1:] (each keypoint's distance to its parent)."""
-    parent = torch.tensor([0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19])
-    child = torch.arange(1, 21)
+    child = torch.arange(1, len(CANONICAL))
     return (keypoints[..., child.to(keypoints.device), :]
-            - keypoints[..., parent.to(keypoints.device), :]).norm(dim=-1)
+            - keypoints[..., _BONE_PARENT.to(keypoints.device), :]).norm(dim=-1)
 
