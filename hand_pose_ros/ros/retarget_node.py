@@ -29,6 +29,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from hand_pose_ros.keypoints import CANONICAL
 from hand_pose_ros.retarget import PipelineConfig, RetargetPipeline, SafetyConfig, load_hand_spec, make_retargeter
 from hand_pose_ros.retarget.pipeline import FILTER_TARGETS
 from hand_pose_ros.retarget.safety import TRACKING, WAITING
@@ -181,9 +182,9 @@ class RetargetNode:
         keypoints = None
         if msg.poses:  # an empty PoseArray means no hand
             keypoints = conversions.pose_array_to_keypoints(msg) / conversions.MM_PER_M  # [J, 3] m
-            if keypoints.shape != (21, 3):
+            if keypoints.shape != (len(CANONICAL), 3):
                 self._warn("count", f"PoseArray on {self.p['input_topic']} has {len(msg.poses)} poses, "
-                                    "expected 21 (canonical keypoints): treated as no hand")
+                                    f"expected {len(CANONICAL)} (canonical keypoints): treated as no hand")
                 keypoints = None
         try:
             command = self.pipeline.update(keypoints, self._now())

@@ -211,7 +211,7 @@ def _read_labels(path: Path):
             raise ValueError(f"{path}:{number}: non-numeric label value") from None
         names.append(parts[0])
         hands.append(parts[1])
-    values = np.array(rows, dtype=np.float64).reshape(-1, 2, 21, 3)
+    values = np.array(rows, dtype=np.float64).reshape(-1, 2, len(CANONICAL), 3)
     return names, hands, values[:, 0], values[:, 1]
 
 

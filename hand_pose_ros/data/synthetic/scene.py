@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ...camera import DATASET_INTRINSICS, Intrinsics, xyz_to_uvd
+from ...keypoints import CANONICAL
 from .hand import HandShape, forward_kinematics
 from .poses import direction_from_angles, forearm_frame, hand_rotation, sample_poses
 from .render import Window, render_depth
@@ -568,7 +569,7 @@ def training_batch(batch: int, generator: torch.Generator, config: SyntheticConf
     top = torch.floor(com_uvd[:, 1]).long() - box // 2
 
     crops = torch.zeros(batch, out_size, out_size, device=device)
-    uvd_norm = torch.zeros(batch, 21, 3, device=device)
+    uvd_norm = torch.zeros(batch, len(CANONICAL), 3, device=device)
     order = torch.argsort(side)
     max_groups = config.max_groups_cuda if device.type == "cuda" else config.max_groups
     groups = min(max(1, -(-batch // max(1, config.group_frames))), max(1, max_groups))
