@@ -16,6 +16,7 @@ import numpy as np
 from .. import camera, keypoints
 from . import metrics
 from .result_files import read_result_file, write_result_file
+from .scoring import evaluation_intrinsics, summary_table
 
 # The fixed synthetic test set: every accuracy number of ours is measured on it.
 SYNTHETIC_TEST_NAMES = ("synthetic-test", "synthetic_test")
@@ -159,8 +160,6 @@ def scoring_intrinsics(dataset: str, cams, fx=None, fy=None, cx=None, cy=None):
     """The camera to score with: the community evaluator's for the public datasets (so our
     numbers compare with published ones), each frame's own camera otherwise (the synthetic
     set renders with the camera stored in its samples); --fx/--fy/--cx/--cy override."""
-    from .cli import evaluation_intrinsics
-
     # Loose frames of a public dataset ('nyu-frames') score like that dataset.
     name = dataset.lower().removesuffix("-frames")
     overridden = any(v is not None for v in (fx, fy, cx, cy))
@@ -223,7 +222,6 @@ def run_command(args) -> int:
     if args.json:
         print(json.dumps(summary))
     elif summary["results"]:
-        from .cli import summary_table
         print(summary_table(summary))
     else:
         print(f"wrote {args.output} ({frames} frames; no ground truth to score against)")

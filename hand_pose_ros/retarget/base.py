@@ -1,11 +1,10 @@
-"""The one interface every retargeter offers, and the factory the node and benchmark use."""
+"""The one interface every retargeter offers (the factory is in factory.py: it imports the
+subclasses, which import this module)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
 import numpy as np
-
-RETARGETERS = ("analytic", "optimisation")
 
 
 class Retargeter(ABC):
@@ -26,15 +25,3 @@ class Retargeter(ABC):
 
     def reset(self) -> None:
         """Forget any frame-to-frame state (warm starts, filters)."""
-
-
-def make_retargeter(spec, kind: str, **options) -> Retargeter:
-    """kind 'analytic' or 'optimisation' (options: method='vector'|'dexpilot')."""
-    kind = str(kind).lower().replace("optimization", "optimisation")
-    if kind == "analytic":
-        from hand_pose_ros.retarget.analytic import AnalyticRetargeter
-        return AnalyticRetargeter(spec, **options)
-    if kind == "optimisation":
-        from hand_pose_ros.retarget.optimisation import OptimisationRetargeter
-        return OptimisationRetargeter(spec, **options)
-    raise ValueError(f"unknown retargeter {kind!r}; choose one of {RETARGETERS}")
