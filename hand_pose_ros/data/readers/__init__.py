@@ -17,6 +17,7 @@ from .hands2017 import HANDS2017Reader
 from .icvl import ICVLReader
 from .msra import MSRAReader, read_msra_bin
 from .nyu import NYUReader
+from .png_folder import PNGFolderReader
 
 READERS: dict = {
     "nyu": NYUReader,
@@ -26,6 +27,7 @@ READERS: dict = {
     "hands17": HANDS2017Reader,
     "frames": FrameFolderReader,                                    # camera=... picks intrinsics
     "nyu-frames": functools.partial(FrameFolderReader, camera="nyu"),
+    "png": PNGFolderReader,        # real 16-bit / NYU-RGB PNG folders, any depth unit and intrinsics
 }
 
 # Modules that register readers when imported (looked up on a miss, so that
@@ -67,5 +69,5 @@ def _load_plugins() -> None:
 
 
 __all__ = ["READERS", "register_reader", "open_dataset", "available", "DatasetLayoutError", "DatasetReader",
-           "NYUReader", "ICVLReader", "MSRAReader", "HANDS2017Reader", "FrameFolderReader",
+           "NYUReader", "ICVLReader", "MSRAReader", "HANDS2017Reader", "FrameFolderReader", "PNGFolderReader",
            "read_msra_bin", "read_depth_file"]
