@@ -3,6 +3,8 @@
   hand-pose eval score --dataset nyu [--gt GT.txt] A.txt B.txt [--json] [--plot-dir DIR]
   hand-pose eval plot  --dataset nyu [--gt GT.txt] A.txt B.txt --labels ours SRNet -o DIR
   hand-pose eval run   --model M.pt --dataset nyu --root PATH -o RESULT.txt [--json]
+  hand-pose eval run   --model M.onnx --dataset png --root ../shared/data/real/nyu --encoding nyu_rgb \
+                       --camera nyu --json        (real PNG frames; see data/readers/png_folder.py)
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("run", help="run a model on a dataset's test split, write and score a result file")
     p.add_argument("--model", type=Path, required=True, help="checkpoint (.pt) or ONNX file (.onnx)")
-    p.add_argument("--dataset", required=True, help="nyu, icvl, msra, hands2017, synthetic-test, ...")
+    p.add_argument("--dataset", required=True, help="nyu, icvl, msra, hands2017, synthetic-test, png (a folder of real depth PNGs), ...")
     p.add_argument("--root", type=Path, default=None, help="dataset folder (not needed for synthetic-test)")
     p.add_argument("--split", default="test")
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"))
@@ -74,7 +76,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="also write the split's labels as a ground-truth file in the same format "
                         "(for later `eval score` / `eval plot` of several models, e.g. on synthetic-test)")
     _add_intrinsics_arguments(p)
-    p.add_argument("-o", "--output", type=Path, required=True, help="result file to write")
+    png = p.add_argument_group("--dataset png (real depth PNG folders; --fx --fy --cx --cy give its camera)")
+    png.add_argument("--encoding", default=None, choices=("gray16", "nyu_rgb"),
+                     help="16-bit grey PNGs (default) or NYU's RGB-encoded depth")
+    png.add_argument("--depth-unit-mm", type=float, default=None,
+                     help="mm per PNG count (default 1; SR305 0.125, D405 0.1)")
+    png.add_argument("--camera", default=None,
+                     help="intrinsics preset from camera.DATASET_INTRINSICS (e.g. nyu); also the label order")
+    png.add_argument("--joint-order", default=None,
+                     help=f"order of the NAME_uvd.txt / NAME_xyz.txt label rows: "
+                          f"{', '.join(sorted(keypoints.DATASET_ORDERS))}")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="result file to write, in the dataset's joint order (default: none; needs a model "
+                        "that predicts every labelled joint)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 

@@ -25,7 +25,8 @@ CUBE_CHOICES = ("model", "dataset")
 
 @dataclass
 class Predictions:
-    """One prediction per test frame, in the dataset's joint order."""
+    """One prediction per test frame, in the dataset's joint order (only the joints the
+    model also predicts when `missing_joints` is not empty)."""
     keypoint_names: tuple[str, ...]
     uvd: np.ndarray                        # [N, J, 3] (u px, v px, d mm)
     gt_uvd: np.ndarray | None              # [N, J, 3], None when the split is unlabelled
@@ -34,11 +35,19 @@ class Predictions:
     no_hand: list = field(default_factory=list)       # indices of frames where no hand was found
     invalid: list = field(default_factory=list)       # indices with an invalid network output
     seconds: float = 0.0
+    missing_joints: tuple = ()                        # labelled joints the model does not predict
 
 
-def open_test_set(dataset: str, root=None, split: str = "test", limit: int | None = None):
+def open_test_set(dataset: str, root=None, split: str = "test", limit: int | None = None,
+                  reader_options: dict | None = None):
     """(frames to evaluate on, their count or None): a dataset reader, or the fixed synthetic
-    test set (rendered in memory; only the first `limit` frames when given)."""
+    test set (rendered in memory; only the first `limit` frames when given).
+    reader_options: keyword arguments of the 'png' reader (encoding, depth_unit_mm, camera,
+    fx, fy, cx, cy, joint_order); refused for other datasets."""
+    reader_options = {k: v for k, v in (reader_options or {}).items() if v is not None}
+    if reader_options and dataset.lower() != "png":
+        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in reader_options)}: only for "
+                         f"--dataset png, not for {dataset!r}")
     if dataset.lower() in SYNTHETIC_TEST_NAMES:
         from ..data.synthetic import FIXED_TEST_SET, fixed_test_set
         count = FIXED_TEST_SET["count"] if limit is None else min(limit, FIXED_TEST_SET["count"])
@@ -46,8 +55,12 @@ def open_test_set(dataset: str, root=None, split: str = "test", limit: int | Non
     if root is None:
         raise ValueError(f"dataset {dataset!r} needs --root (the folder holding it)")
     from ..data.readers import open_dataset
-    reader = open_dataset(dataset, root, split)
+    reader = open_dataset(dataset, root, split, **reader_options)
     return reader, len(reader)
+
+
+class MissingJointsError(ValueError):
+    """The dataset labels joints the model does not predict."""
 
 
 def model_to_dataset_indices(model_names, dataset_names) -> np.ndarray:
@@ -55,7 +68,7 @@ def model_to_dataset_indices(model_names, dataset_names) -> np.ndarray:
     model_names, dataset_names = tuple(model_names), tuple(dataset_names)
     missing = [n for n in dataset_names if n not in model_names]
     if missing:
-        raise ValueError(f"the dataset needs joints {missing} that the model does not predict "
+        raise MissingJointsError(f"the dataset needs joints {missing} that the model does not predict "
                          f"(model joints: {list(model_names)})")
     return keypoints.indices(dataset_names, of=model_names)
 
@@ -82,11 +95,13 @@ def _fallback_uvd(sample, estimate, joints: int) -> np.ndarray:
 
 
 def predict(estimator, samples, batch: int = 64, cube: str = "model", limit: int | None = None,
-            progress: bool = True, count: int | None = None) -> Predictions:
+            progress: bool = True, count: int | None = None, all_joints: bool = True) -> Predictions:
     """Run `estimator` (inference.estimator.HandPoseEstimator) on every Sample of `samples`.
 
     cube: 'model' = the model's half cube, exactly what the pose node does; 'dataset' = each
     frame's Sample.half_cube_mm (the reference protocol, e.g. 125 mm for late NYU test frames).
+    all_joints: every labelled joint must be one the model predicts (ValueError otherwise);
+    False keeps only the joints both share (e.g. the 11 of NYU's 14 that are canonical).
     """
     from tqdm import tqdm
 
@@ -112,6 +127,7 @@ def predict(estimator, samples, batch: int = 64, cube: str = "model", limit: int
         count = len(samples)
     count, frames = _frames(samples, count, limit)
     names = None
+    missing: tuple = ()
     uvd, gt, cams, frame_names, no_hand, invalid = [], [], [], [], [], []
     start = time.perf_counter()
     bar = tqdm(total=count, desc="eval run", unit="frame", file=sys.stderr, disable=not progress)
@@ -133,12 +149,20 @@ def predict(estimator, samples, batch: int = 64, cube: str = "model", limit: int
     chunk = []
     for sample in frames:
         if names is None:
-            names = tuple(sample.keypoint_names)
+            dataset_names = tuple(sample.keypoint_names)
+            names = dataset_names
+            if not all_joints:
+                names = tuple(n for n in dataset_names if n in estimator.keypoint_names)
+                missing = tuple(n for n in dataset_names if n not in names)
+                if not names:
+                    raise ValueError(f"the model predicts none of the dataset's joints {list(dataset_names)} "
+                                     f"(model joints: {list(estimator.keypoint_names)})")
             to_dataset = model_to_dataset_indices(estimator.keypoint_names, names)
-        elif tuple(sample.keypoint_names) != names:
+            from_labels = keypoints.indices(names, of=dataset_names)
+        elif tuple(sample.keypoint_names) != dataset_names:
             raise ValueError(f"frame {sample.name or len(cams)} has joints {list(sample.keypoint_names)}, "
-                             f"the first frame {list(names)}: one dataset, one joint order")
-        gt.append(None if sample.uvd is None else np.asarray(sample.uvd, np.float64))
+                             f"the first frame {list(dataset_names)}: one dataset, one joint order")
+        gt.append(None if sample.uvd is None else np.asarray(sample.uvd, np.float64)[from_labels])
         cams.append(sample.cam)
         frame_names.append(sample.name)
         chunk.append(sample)
@@ -153,7 +177,7 @@ def predict(estimator, samples, batch: int = 64, cube: str = "model", limit: int
     labelled = all(g is not None for g in gt)
     return Predictions(keypoint_names=names, uvd=np.stack(uvd), gt_uvd=np.stack(gt) if labelled else None,
                        cams=cams, frame_names=frame_names, no_hand=no_hand, invalid=invalid,
-                       seconds=time.perf_counter() - start)
+                       seconds=time.perf_counter() - start, missing_joints=missing)
 
 
 def scoring_intrinsics(dataset: str, cams, fx=None, fy=None, cx=None, cy=None):
@@ -174,22 +198,44 @@ def scoring_intrinsics(dataset: str, cams, fx=None, fy=None, cx=None, cy=None):
 def run_command(args) -> int:
     from ..inference.estimator import HandPoseEstimator
 
-    samples, count = open_test_set(args.dataset, args.root, args.split, args.limit)
+    # A png folder's camera comes from --fx/--fy/--cx/--cy (or its preset/sidecar) and is
+    # each frame's own camera; for the public datasets those flags override the scoring camera.
+    png = args.dataset.lower() == "png"
+    intrinsics = {k: getattr(args, k, None) for k in ("fx", "fy", "cx", "cy")}
+    reader_options = {k: getattr(args, k, None) for k in ("encoding", "depth_unit_mm", "camera", "joint_order")}
+    if png:
+        reader_options.update(intrinsics)
+        intrinsics = {}
+    samples, count = open_test_set(args.dataset, args.root, args.split, args.limit, reader_options)
     estimator = HandPoseEstimator.from_model_file(args.model, backend=args.backend, device=args.device,
                                                    precision=args.precision)
     print(f"eval run: {args.model} ({estimator.describe().get('backend', args.backend)}) on "
           f"{args.dataset} {args.split}", file=sys.stderr)
-    predictions = predict(estimator, samples, batch=args.batch, cube=args.cube, limit=args.limit, count=count)
-    write_result_file(args.output, predictions.uvd)
+    # Files in the community format need every joint of the dataset's order; a score alone
+    # can use the joints model and labels share.
+    all_joints = any(x is not None for x in (args.output, args.write_gt, args.gt))
+    try:
+        predictions = predict(estimator, samples, batch=args.batch, cube=args.cube, limit=args.limit,
+                              count=count, all_joints=all_joints)
+    except MissingJointsError as e:
+        raise MissingJointsError(f"{e}. -o, --write-gt and --gt need every joint of the dataset's order; "
+                                 "leave them out to score the joints the model and the labels share") from None
     frames = len(predictions.uvd)
-    print(f"eval run: wrote {args.output} ({frames} frames, {frames / predictions.seconds:.1f} frames/s; "
-          f"no hand found in {len(predictions.no_hand)}, invalid output in {len(predictions.invalid)})",
-          file=sys.stderr)
+    if args.output is not None:
+        write_result_file(args.output, predictions.uvd)
+    print(f"eval run: {frames} frames, {frames / predictions.seconds:.1f} frames/s; "
+          f"no hand found in {len(predictions.no_hand)}, invalid output in {len(predictions.invalid)}"
+          f"{f'; wrote {args.output}' if args.output is not None else ''}", file=sys.stderr)
+    if predictions.missing_joints:
+        print(f"eval run: scoring the {len(predictions.keypoint_names)} joints the model and the labels share; "
+              f"the model does not predict {list(predictions.missing_joints)}", file=sys.stderr)
 
     summary = {
         "dataset": args.dataset, "split": args.split, "model": str(args.model),
-        "backend": estimator.describe(), "half_cube": args.cube, "result_file": str(args.output),
+        "backend": estimator.describe(), "half_cube": args.cube,
+        "result_file": None if args.output is None else str(args.output),
         "frames": frames, "keypoint_names": list(predictions.keypoint_names),
+        "shared_joints": list(predictions.keypoint_names), "missing_joints": list(predictions.missing_joints),
         "frames_without_hand": len(predictions.no_hand), "frames_with_invalid_output": len(predictions.invalid),
         "seconds": predictions.seconds, "frames_per_second": frames / predictions.seconds,
         "gt": None, "intrinsics": None, "results": [],
@@ -207,13 +253,17 @@ def run_command(args) -> int:
     elif gt_uvd is not None:
         summary["gt"] = f"{args.dataset} {args.split} labels"
     if gt_uvd is not None:
-        cam = scoring_intrinsics(args.dataset, predictions.cams, args.fx, args.fy, args.cx, args.cy)
+        cam = scoring_intrinsics(args.dataset, predictions.cams, **intrinsics)
         summary["intrinsics"] = ({k: cam.to_dict()[k] for k in ("fx", "fy", "cx", "cy")}
                                  if isinstance(cam, camera.Intrinsics) else "per-frame")
         scored = metrics.score(gt_uvd, predictions.uvd, cam, predictions.keypoint_names)
-        summary["results"].append({"file": str(args.output), "label": Path(args.output).name, **scored})
+        label = "(no result file)" if args.output is None else Path(args.output).name
+        summary["results"].append({"file": None if args.output is None else str(args.output), "label": label,
+                                   **scored})
+        summary["mean_error_mm"] = scored["mean_error_mm"]
+        summary["per_joint_error_mm"] = scored["per_joint_mm"]
     else:
-        print("eval run: no ground truth for this split: wrote the result file, no score", file=sys.stderr)
+        print("eval run: no ground truth for this split: no score", file=sys.stderr)
     if args.write_gt is not None:
         if predictions.gt_uvd is None:
             raise ValueError(f"--write-gt {args.write_gt}: {args.dataset} {args.split} has unlabelled frames")
@@ -222,7 +272,10 @@ def run_command(args) -> int:
     if args.json:
         print(json.dumps(summary))
     elif summary["results"]:
-        print(summary_table(summary))
+        print(summary_table(summary, [r["label"] for r in summary["results"]]))
+        if predictions.missing_joints:
+            print(f"over the {len(predictions.keypoint_names)} shared joints: {', '.join(predictions.keypoint_names)}")
     else:
-        print(f"wrote {args.output} ({frames} frames; no ground truth to score against)")
+        where = f"wrote {args.output}" if args.output is not None else "no result file written"
+        print(f"{where} ({frames} frames; no ground truth to score against)")
     return 0
