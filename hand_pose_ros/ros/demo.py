@@ -114,7 +114,7 @@ class Snapshot:
         from sensor_msgs.msg import CameraInfo, Image
 
         from . import conversions
-        from .pose_node import qos_profile
+        from .common import qos_profile
 
         def keep(table, convert):
             def callback(msg):

@@ -42,7 +42,7 @@ class PipelineMonitor:
         from geometry_msgs.msg import PoseArray
         from sensor_msgs.msg import CameraInfo, JointState
 
-        from .pose_node import qos_profile
+        from .common import qos_profile
 
         self.node = node
         self._lock = threading.Lock()

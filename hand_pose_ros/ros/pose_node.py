@@ -23,6 +23,7 @@ import numpy as np
 from .. import keypoints
 from ..camera import Intrinsics
 from . import conversions
+from .common import TfSender, ThrottledLog, qos_profile, spin_node
 from .overlay import debug_overlay
 from .params import Param, StartupError, declare_for_startup, resolve_share_path
 from .stats import LatestSlot, RateMeter, Window
@@ -30,7 +31,6 @@ from .stats import LatestSlot, RateMeter, Window
 NODE_NAME = "hand_pose"
 DEFAULT_MODEL = "models/srnet_synthetic.onnx"
 MIN_IMAGE_SIDE = 32  # px: anything smaller cannot hold a hand crop
-WARN_EVERY_S = 5.0   # throttle for repeated warnings of one kind
 
 PARAMS = [
     Param("depth_topic", "/camera/camera/depth/image_rect_raw", "Depth image topic (16UC1 mm or 32FC1 m)."),
@@ -127,14 +127,6 @@ def border_problem(uvd: np.ndarray, com_uvd: np.ndarray, cam: Intrinsics, width:
     return None
 
 
-def qos_profile(kind: str, depth: int):
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
-
-    reliability = ReliabilityPolicy.BEST_EFFORT if kind == "sensor_data" else ReliabilityPolicy.RELIABLE
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
-                      durability=DurabilityPolicy.VOLATILE)
-
-
 def load_estimator(values: dict):
     """The HandPoseEstimator the parameters ask for. StartupError naming the file on failure."""
     path = resolve_share_path(values["model_path"] or DEFAULT_MODEL)
@@ -201,7 +193,7 @@ class PoseNode:
         self._camera_problem: str | None = None
         self._slot = LatestSlot()
         self._state, self._detail = "waiting_for_images", STATES["waiting_for_images"][1]
-        self._last_warning: dict[str, float] = {}
+        self._warn = ThrottledLog(self.log)
         self._input_rate, self._output_rate = RateMeter(), RateMeter()
         self._latency_ms = Window(300)
         self._timings: dict[str, Window] = {}
@@ -246,7 +238,7 @@ class PoseNode:
         self.pub_markers = n.create_publisher(MarkerArray, "~/markers", 10) if self.p["publish_markers"] else None
         self.pub_debug = n.create_publisher(Image, "~/debug_image", 2) if self.p["publish_debug_image"] else None
         self.pub_diagnostics = n.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.tf = make_tf_sender(n) if self.p["publish_tf"] else None
+        self.tf = TfSender(n) if self.p["publish_tf"] else None
 
     # ------------------------------------------------------------ callbacks (executor thread)
     def _on_image(self, msg) -> None:
@@ -274,7 +266,7 @@ class PoseNode:
                 if not self.node.context.ok():
                     break  # shutting down (Ctrl-C): publishers are gone, nothing to report
                 self._state, self._detail = "inference_error", f"{type(e).__name__}: {e}"
-                self.log.error(f"failed on a frame: {self._detail}", throttle_duration_sec=WARN_EVERY_S)
+                self._warn("frame_failed", f"failed on a frame: {self._detail}", "error")
 
     def _handle(self, msg) -> None:
         start, start_cpu = time.perf_counter(), time.thread_time()
@@ -406,14 +398,7 @@ class PoseNode:
         level = STATES[state][0]
         if level == "ok":
             return
-        now = time.monotonic()
-        if now - self._last_warning.get(state, -1e9) >= WARN_EVERY_S:
-            self._last_warning[state] = now
-            # Two call sites on purpose: rclpy ties a logging call site to one severity.
-            if level == "error":
-                self.log.error(f"{STATES[state][1]}: {detail}")
-            else:
-                self.log.warning(f"{STATES[state][1]}: {detail}")
+        self._warn(state, f"{STATES[state][1]}: {detail}", level)
 
     def diagnostics_values(self) -> dict:
         values = {
@@ -452,68 +437,6 @@ def describe_estimator(estimator) -> str:
     """'onnxruntime cpu fp32' (what runs, for logs and diagnostics)."""
     d = estimator.describe()
     return " ".join(str(d[k]) for k in ("backend", "device", "precision") if d.get(k))
-
-
-class TfSender:
-    """Sends lists of TransformStamped on /tf: through tf2_ros's TransformBroadcaster when
-    installed, else a raw tf2_msgs/TFMessage publisher (what the broadcaster does: same
-    topic, type and QoS depth)."""
-
-    def __init__(self, node):
-        from tf2_msgs.msg import TFMessage
-
-        self._message = TFMessage
-        try:
-            from tf2_ros import TransformBroadcaster
-        except ImportError:
-            self._broadcaster = None
-            self._publisher = node.create_publisher(TFMessage, "/tf", 100)
-        else:
-            self._broadcaster = TransformBroadcaster(node)
-            self._publisher = getattr(self._broadcaster, "pub_tf", None)
-
-    def wanted(self) -> bool:
-        """Whether anything listens on /tf (always True when that cannot be asked)."""
-        return self._publisher is None or self._publisher.get_subscription_count() > 0
-
-    def send(self, transforms) -> None:
-        if self._broadcaster is not None:
-            self._broadcaster.sendTransform(transforms)
-        else:
-            self._publisher.publish(self._message(transforms=transforms))
-
-
-def make_tf_sender(node) -> TfSender:
-    return TfSender(node)
-
-
-def spin_node(make, name: str, argv=None) -> int:
-    """rclpy.init, build the node with `make()`, spin until Ctrl-C / shutdown, clean up.
-    Returns the process exit code (1 when start-up fails, with the reason logged)."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-
-    rclpy.init(args=argv)
-    wrapper = None
-    try:
-        try:
-            wrapper = make()
-        except StartupError as e:
-            rclpy.logging.get_logger(name).error(f"start-up failed: {e}")
-            return 1
-        executor = SingleThreadedExecutor()
-        executor.add_node(wrapper.node)
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        return 0
-    finally:
-        if wrapper is not None:
-            wrapper.stop()
-            wrapper.node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
 
 
 def main(argv=None) -> int:

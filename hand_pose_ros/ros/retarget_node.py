@@ -36,11 +36,11 @@ from hand_pose_ros.retarget.safety import TRACKING, WAITING
 from hand_pose_ros.retarget.spec import SpecError
 
 from . import conversions
+from .common import ThrottledLog, qos_profile, spin_node
 from .params import Param, ParameterError, StartupError, declare_all
 
 NODE_NAME = "hand_retarget"
 ADAPTERS = ("leap", "float64_multi_array", "joint_trajectory")
-WARN_EVERY_S = 5.0
 
 PARAMS = [
     Param("robot_hand", "leap", "Robot hand spec: a name under config/hands (leap, allegro, "
@@ -142,7 +142,7 @@ class RetargetNode:
         self.pub_commands = node.create_publisher(JointState, self.p["output_topic"], 10)
         self.pub_adapters = self._adapter_publishers()
         self.pub_diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        node.create_subscription(PoseArray, self.p["input_topic"], self._on_pose, self._qos())
+        node.create_subscription(PoseArray, self.p["input_topic"], self._on_pose, qos_profile(self.p["qos"], 1))
         self._timer_period = 1.0 / self.p["timer_rate"]
         node.create_timer(self._timer_period, self._on_timer)
         node.create_timer(self.p["diagnostics_period"], self._publish_diagnostics)
@@ -151,21 +151,16 @@ class RetargetNode:
         self._outputs = deque(maxlen=1000)      # publish times of commands
         self._latencies_ms = deque(maxlen=200)  # pose stamp -> command publish
         self._retarget_ms = deque(maxlen=200)
-        self._warned: dict = {}
+        self._warn = ThrottledLog(node.get_logger())
         node.get_logger().info(
             f"retargeting {self.p['handedness']} hand -> {spec.name} ({len(self.joint_names)} joints, "
             f"{self.p['retargeter']}) from {self.p['input_topic']} to {self.p['output_topic']}"
             + (f", adapters: {', '.join(self.adapters)}" if self.adapters else ""))
 
+    def stop(self) -> None:
+        """Nothing runs outside the executor: no thread to join."""
+
     # ------------------------------------------------------------------ set-up
-    def _qos(self):
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
-        reliability = (ReliabilityPolicy.BEST_EFFORT if self.p["qos"] == "sensor_data"
-                       else ReliabilityPolicy.RELIABLE)
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability,
-                          durability=DurabilityPolicy.VOLATILE)
-
     def _adapter_publishers(self) -> dict:
         kinds = {"leap": (JointState, "leap_topic"),
                  "float64_multi_array": (Float64MultiArray, "position_controller_topic"),
@@ -231,12 +226,6 @@ class RetargetNode:
         msg.header.stamp = stamp
         return msg
 
-    def _warn(self, kind: str, text: str) -> None:
-        now = time.monotonic()
-        if now - self._warned.get(kind, -1e9) >= WARN_EVERY_S:
-            self._warned[kind] = now
-            self.node.get_logger().warning(text)
-
     # ------------------------------------------------------------------ diagnostics
     def diagnostics_values(self) -> dict:
         def rate(times) -> float:
@@ -261,25 +250,8 @@ class RetargetNode:
 
 def main(argv=None) -> int:
     import rclpy
-    from rclpy.executors import ExternalShutdownException
 
-    rclpy.init(args=argv)
-    node = rclpy.create_node(NODE_NAME)
-    try:
-        try:
-            RetargetNode(node)
-        except StartupError as e:
-            node.get_logger().error(f"start-up failed: {e}")
-            return 1
-        try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        return 0
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    return spin_node(lambda: RetargetNode(rclpy.create_node(NODE_NAME)), NODE_NAME, argv)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import numpy as np
 from ..camera import DATASET_INTRINSICS, Intrinsics
 from . import conversions
 from .params import Param, StartupError, declare_for_startup
-from .pose_node import qos_profile, spin_node
+from .common import qos_profile, spin_node
 
 NODE_NAME = "synthetic_camera"
 LIVE_BUDGET = 0.7  # live rendering must fit in this fraction of the frame period
