@@ -166,10 +166,44 @@ def test_format_parameter_value_round_trips_through_yaml():
         assert yaml.safe_load(run_cmd.format_parameter_value(value)) == value
 
 
-def test_real_launch_description_loads():
+def real_launch_skip_reason() -> str | None:
+    """Why the real launch system cannot load pose.launch.py here (None: it can). The launch
+    file asks ament_index for this package's share directory, so launch_ros alone is not
+    enough: the package must be installed in a colcon workspace that is sourced."""
     if importlib.util.find_spec("launch_ros") is None:
-        pytest.skip("launch_ros is not installed here (no ROS 2 launch on PyPI): "
-                    "the stand-in test above covers the launch file's logic")
+        return ("launch_ros is not installed here (no ROS 2 launch on PyPI): "
+                "the stand-in test above covers the launch file's logic")
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        get_package_share_directory(launch_plan.PACKAGE)
+    except (ImportError, LookupError, ValueError, OSError) as e:  # PackageNotFoundError is a KeyError
+        return (f"launch_ros is installed but {launch_plan.PACKAGE} is not in the ament index "
+                f"({type(e).__name__}: {e}): build and source the workspace to run this test")
+    return None
+
+
+def test_real_launch_skip_reason_when_the_package_is_not_in_the_ament_index(monkeypatch):
+    class PackageNotFoundError(KeyError):  # what ament_index_python raises
+        pass
+
+    def not_installed(package):
+        raise PackageNotFoundError(f"package '{package}' not found")
+
+    ament = types.ModuleType("ament_index_python.packages")
+    ament.get_package_share_directory = not_installed
+    monkeypatch.setitem(sys.modules, "ament_index_python.packages", ament)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "launch_ros" else real_find_spec(name, *a))
+    reason = real_launch_skip_reason()
+    assert reason is not None and "not in the ament index" in reason and "not found" in reason
+
+
+def test_real_launch_description_loads():
+    reason = real_launch_skip_reason()
+    if reason:
+        pytest.skip(reason)
     from launch import LaunchContext, LaunchDescription
     from launch.actions import OpaqueFunction
 
