@@ -182,6 +182,31 @@ def test_diagnostic_array_levels_and_values():
         conv.diagnostic_array(HEADER.stamp, "n", "h", "fine", "", {})
 
 
+def controller_points_kept(stamp_s: float, now_s: float, times_from_start_s) -> list[int]:
+    """joint_trajectory_controller's documented rule for a new trajectory (ros_controllers
+    "Understanding trajectory replacement", the same in ros2_control): it starts at
+    header.stamp, or on arrival when the stamp is zero; each point is due at start +
+    time_from_start; points already due are discarded, and a trajectory with none left is
+    rejected. Returns the indices of the points the controller keeps."""
+    start = now_s if stamp_s == 0 else stamp_s
+    return [i for i, t in enumerate(times_from_start_s) if start + t > now_s]
+
+
+def test_joint_trajectory_survives_the_controllers_rule_at_any_latency():
+    image_stamp_s, time_from_start = 100.0, 0.05
+    for latency_s in (0.0, 0.03, 0.2, 1.5):  # pipeline latency: image stamp -> arrival at the controller
+        msg = conv.joint_trajectory_msg(["j0", "j1"], [0.1, 0.2], time_from_start)
+        stamp = conv.stamp_to_seconds(msg.header.stamp)
+        times = [conv.stamp_to_seconds(p.time_from_start) for p in msg.points]
+        assert controller_points_kept(stamp, image_stamp_s + latency_s, times) == [0], latency_s
+        assert list(msg.joint_names) == ["j0", "j1"] and list(msg.points[0].positions) == [0.1, 0.2]
+    # What the rule does to a trajectory stamped with the image time instead: dropped once
+    # the latency exceeds time_from_start.
+    assert controller_points_kept(image_stamp_s, image_stamp_s + 0.2, [time_from_start]) == []
+    with pytest.raises(ValueError, match="time_from_start"):
+        conv.joint_trajectory_msg(["j0"], [0.0], 0.0)
+
+
 def test_stamp_helpers():
     assert conv.stamp_to_seconds(HEADER.stamp) == pytest.approx(12.345)
     assert conv.seconds_to_stamp(12.345) == HEADER.stamp

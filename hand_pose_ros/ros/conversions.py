@@ -16,6 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseArray, Quaternion, TransformStamped
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import ColorRGBA, Header
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
 from .. import keypoints
@@ -261,6 +262,24 @@ def camera_info_msg(cam: Intrinsics, header: Header) -> CameraInfo:
 def camera_info_to_intrinsics(msg: CameraInfo) -> Intrinsics:
     """Intrinsics from CameraInfo.k (ValueError for an all-zero / non-finite K)."""
     return Intrinsics.from_k(np.asarray(msg.k), width=msg.width, height=msg.height)
+
+
+# ---------------------------------------------------------------- robot commands
+def joint_trajectory_msg(joint_names, positions, time_from_start_s: float) -> JointTrajectory:
+    """A one-point JointTrajectory that starts when it arrives: header.stamp is zero.
+
+    ros2_control's joint_trajectory_controller starts a trajectory at header.stamp (zero =
+    now) and drops every point whose start + time_from_start has passed, rejecting a
+    trajectory with no point left. Stamping it with the image time would therefore make the
+    controller drop every command once the pipeline latency exceeds time_from_start.
+    """
+    if not time_from_start_s > 0:
+        raise ValueError(f"time_from_start must be > 0 s, got {time_from_start_s}")
+    point = JointTrajectoryPoint(positions=[float(p) for p in positions],
+                                 time_from_start=seconds_to_duration(time_from_start_s))
+    msg = JointTrajectory(joint_names=list(joint_names), points=[point])
+    msg.header.stamp = Time(sec=0, nanosec=0)
+    return msg
 
 
 # ---------------------------------------------------------------- diagnostics

@@ -9,7 +9,8 @@ Publishes   /hand_retarget/joint_commands (sensor_msgs/JointState, URDF angles, 
                                    command offset (LEAP: URDF + pi)
               float64_multi_array  std_msgs/Float64MultiArray for a ros2_control position
                                    controller (Allegro), spec joint order
-              joint_trajectory     trajectory_msgs/JointTrajectory, one point (Shadow)
+              joint_trajectory     trajectory_msgs/JointTrajectory, one point, stamped zero
+                                   (start on arrival; Shadow)
             /diagnostics (diagnostic_msgs/DiagnosticArray): input/output rate, latency,
             retarget time, state (waiting, tracking, holding, ramping to safe pose, at safe pose)
 A timer drives hold and ramp while pose messages stop. Nothing is published before the first
@@ -27,7 +28,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory
 
 from hand_pose_ros.keypoints import CANONICAL
 from hand_pose_ros.retarget import PipelineConfig, RetargetPipeline, SafetyConfig, load_hand_spec, make_retargeter
@@ -88,8 +89,9 @@ PARAMS = [
           "ros2_control position controller topic (Float64MultiArray).", read_only=True),
     Param("trajectory_topic", "/hand_trajectory_controller/joint_trajectory",
           "Trajectory controller topic (JointTrajectory).", read_only=True),
-    Param("trajectory_time_from_start", 0.05, "time_from_start of the JointTrajectory point (s).",
-          range=(0.0, 10.0), read_only=True),
+    Param("trajectory_time_from_start", 0.05, "time_from_start of the JointTrajectory point (s); "
+          "the trajectory is stamped zero (start on arrival), so this is the time the controller "
+          "takes to reach the command.", range=(0.001, 10.0), read_only=True),
     Param("diagnostics_period", 1.0, "Period of the /diagnostics status (s).", range=(0.1, 60.0),
           read_only=True),
 ]
@@ -220,11 +222,7 @@ class RetargetNode:
             return self._joint_state(positions, stamp)
         if name == "float64_multi_array":
             return Float64MultiArray(data=positions)
-        point = JointTrajectoryPoint(positions=positions, time_from_start=conversions.seconds_to_duration(
-            self.p["trajectory_time_from_start"]))
-        msg = JointTrajectory(joint_names=list(self.joint_names), points=[point])
-        msg.header.stamp = stamp
-        return msg
+        return conversions.joint_trajectory_msg(self.joint_names, positions, self.p["trajectory_time_from_start"])
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics_values(self) -> dict:
