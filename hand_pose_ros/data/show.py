@@ -9,6 +9,14 @@
 .npy in mm; labels from NAME_uvd.txt beside a frame when present, in --camera's dataset
 joint order). The same folder also opens as `--dataset nyu-frames --root DIR`.
 
+Real PNG folders (any depth unit, intrinsics, labels if present; data/readers/png_folder.py)
+open as --dataset png with --depth-unit-mm, --encoding, --fx --fy --cx --cy or --camera.
+With --model M every chosen frame (all of them by default) goes through the pose node's
+pipeline and the grid shows the estimated skeleton instead (evaluation/estimate_grid.py):
+
+    hand-pose show --dataset png --root ../shared/realdata/sr305_ladaondris --depth-unit-mm 0.125 \
+        --fx 476.0068 --fy 476.0068 --cx 313.683 --cy 242.755 --model models/srnet_synthetic.onnx -o sr305.png
+
 Views: 'frame' (default) shows the depth frame zoomed onto the hand (around the labels, or
 the localiser's detection for unlabelled frames); 'crop' shows the normalised 128 x 128
 network input made by the shared preprocessing (localiser centre, srnet.md crop) with the
@@ -16,15 +24,19 @@ labels mapped into it, i.e. exactly what the model is trained and run on.
 """
 from __future__ import annotations
 
+import json
 import math
 import sys
 
 import numpy as np
 
-from .. import keypoints
 from .crop import crop_hand, label_to_crop_pixels, normalise_uvd
 from .localise import HandLocaliser
 from .readers import DatasetLayoutError, FrameFolderReader, open_dataset
+from .skeleton_plot import draw_skeleton
+
+# Options of the 'png' reader (--dataset png), by their reader keyword.
+PNG_OPTIONS = ("encoding", "depth_unit_mm", "fx", "fy", "cx", "cy", "joint_order")
 
 VIEWS = ("frame", "crop")
 
@@ -35,43 +47,80 @@ def add_arguments(parser) -> None:
     parser.add_argument("--split", default="test", help="split to show (default: test)")
     parser.add_argument("--test-subject", type=int, default=None, help="MSRA fold: the held-out subject 0..8")
     parser.add_argument("--images", nargs="+", help="depth files or folders instead of a dataset")
-    parser.add_argument("--camera", default="nyu", help="intrinsics/joint order for --images (default: nyu)")
-    parser.add_argument("--count", type=int, default=16, help="number of samples (default: 16)")
+    parser.add_argument("--camera", default=None,
+                        help="intrinsics/joint order for --images (default: nyu) or a preset for --dataset png")
+    parser.add_argument("--count", type=int, default=None,
+                        help="number of samples (default: 16; with --model every frame)")
     parser.add_argument("--seed", type=int, default=0, help="which samples: a random choice with this seed")
     parser.add_argument("--view", choices=VIEWS, default="frame", help="frame (zoomed on the hand) or crop")
     parser.add_argument("--columns", type=int, default=None, help="tiles per row (default: about square)")
     parser.add_argument("-o", "--output", required=True, help="PNG file to write")
+    png = parser.add_argument_group("--dataset png (real depth PNG folders)")
+    png.add_argument("--encoding", default=None, choices=("gray16", "nyu_rgb"),
+                     help="16-bit grey PNGs (default) or NYU's RGB-encoded depth")
+    png.add_argument("--depth-unit-mm", type=float, default=None,
+                     help="mm per PNG count (default 1; SR305 0.125, D405 0.1)")
+    for name in ("fx", "fy", "cx", "cy"):
+        png.add_argument(f"--{name}", type=float, default=None, help=f"camera {name} in pixels")
+    png.add_argument("--joint-order", default=None, help="dataset joint order of the label files (e.g. nyu)")
+    estimates = parser.add_argument_group("estimated skeletons")
+    estimates.add_argument("--model", default=None,
+                           help="run this model (.onnx / .pt) on each frame and draw its estimate")
+    estimates.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"))
+    estimates.add_argument("--json", action="store_true",
+                           help="with --model: print one JSON object (frames, localised, per frame) on stdout")
 
 
 def run(args) -> int:
+    model = getattr(args, "model", None)
     try:
         reader = _open(args)
-        if args.count < 1:
-            raise ValueError(f"--count must be >= 1, got {args.count}")
-        indices = pick_indices(len(reader), args.count, args.seed)
+        count = args.count if args.count is not None else (len(reader) if model else 16)
+        if count < 1:
+            raise ValueError(f"--count must be >= 1, got {count}")
+        indices = pick_indices(len(reader), count, args.seed)
         samples = [reader[i] for i in indices]
-        render_grid(samples, args.output, view=args.view, columns=args.columns)
+        if model:
+            from ..evaluation.estimate_grid import show_estimates
+            summary = show_estimates(samples, model, args.output, backend=args.backend, columns=args.columns)
+        else:
+            render_grid(samples, args.output, view=args.view, columns=args.columns)
     except (DatasetLayoutError, ValueError, OSError) as e:
         print(f"hand-pose show: error: {e}", file=sys.stderr)
         return 2
+    if model:
+        print(f"hand-pose show: wrote {args.output} ({len(samples)} of {len(reader)} frames; the localiser "
+              f"found a hand in {summary['localised']} of {summary['frames']})", file=sys.stderr)
+        if args.json:
+            print(json.dumps(summary))
+        return 0
     print(f"hand-pose show: wrote {args.output} ({len(samples)} of {len(reader)} samples, view {args.view})",
           file=sys.stderr)
     return 0
 
 
 def _open(args):
+    png_options = {k: getattr(args, k, None) for k in PNG_OPTIONS}
+    png_options = {k: v for k, v in png_options.items() if v is not None}
+    if (args.dataset or "").lower() == "png":
+        if args.camera is not None:
+            png_options["camera"] = args.camera
+        return open_dataset("png", args.root, args.split, **png_options)
+    if png_options:
+        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in png_options)}: only for --dataset png")
+    camera = args.camera or "nyu"
     if args.images:
         files = []
         from pathlib import Path
         for item in args.images:
             path = Path(item).expanduser()
             if path.is_dir():
-                files += list(FrameFolderReader(path, camera=args.camera)._files)
+                files += list(FrameFolderReader(path, camera=camera)._files)
             elif path.is_file():
                 files.append(path)
             else:
                 raise DatasetLayoutError(f"--images: {path} does not exist")
-        return FrameFolderReader(files, camera=args.camera)
+        return FrameFolderReader(files, camera=camera)
     if not args.dataset:
         raise ValueError("give --dataset NAME (with --root) or --images FILES")
     extra = {} if args.test_subject is None else {"test_subject": args.test_subject}
@@ -143,10 +192,7 @@ def draw_sample(axes, sample, view: str, localiser: HandLocaliser) -> None:
 
 def _draw_hand(axes, points_uv: np.ndarray, names) -> None:
     """Skeleton bones coloured by finger, then the keypoints on top."""
-    for a, b in keypoints.edges(names):
-        axes.plot(points_uv[[a, b], 0], points_uv[[a, b], 1], color=keypoints.colour_of(names[b]), linewidth=1.5)
-    colours = [keypoints.colour_of(n) for n in names]
-    axes.scatter(points_uv[:, 0], points_uv[:, 1], c=colours, s=12, edgecolors="white", linewidths=0.5, zorder=3)
+    draw_skeleton(axes, points_uv, names, linewidth=1.5, point_size=12)
 
 
 def _label_centre(sample):

@@ -92,6 +92,8 @@ class PNGFolderReader(DatasetReader):
                  depth_unit_mm: float | None = None, camera: str | None = None,
                  fx: float | None = None, fy: float | None = None, cx: float | None = None,
                  cy: float | None = None, joint_order: str | None = None):
+        if root is None:
+            raise ValueError("png: give the folder of depth PNGs (--root)")
         super().__init__(root, split or "frames")
         if not self.root.exists():
             raise DatasetLayoutError(f"png: {self.root} does not exist")
