@@ -18,39 +18,10 @@ from __future__ import annotations
 
 import torch
 
+from .sensors import farthest_neighbour, silhouette_edges
+
 _REFERENCE_PIXELS = 640 * 480
 MAX_HOLES = 6        # at most this many hole discs per frame (Bernoulli slots)
-
-
-def farthest_neighbour(depth: torch.Tensor) -> torch.Tensor:
-    """[B, H, W] -> the largest depth among each pixel's 4-neighbours (0 if none is valid)."""
-    far = torch.zeros_like(depth)
-    far[:, :, 1:] = torch.maximum(far[:, :, 1:], depth[:, :, :-1])
-    far[:, :, :-1] = torch.maximum(far[:, :, :-1], depth[:, :, 1:])
-    far[:, 1:] = torch.maximum(far[:, 1:], depth[:, :-1])
-    far[:, :-1] = torch.maximum(far[:, :-1], depth[:, 1:])
-    return far
-
-
-def silhouette_edges(depth: torch.Tensor, threshold_mm: float, threshold_rel: float = 0.0) -> torch.Tensor:
-    """[B, H, W] -> bool [B, H, W]: valid pixels next to an invalid pixel or a depth jump
-    larger than max(threshold_mm, threshold_rel * the nearer depth) (4-neighbourhood; the
-    relative part keeps a far, steeply slanted table from counting as one long edge;
-    image borders are not edges)."""
-    valid = depth > 0
-    edge = torch.zeros_like(valid)
-
-    def jumps(a, b):     # a jump between two neighbours marks both of them
-        limit = torch.clamp(threshold_rel * torch.minimum(a, b), min=threshold_mm)
-        return ((a - b).abs() > limit) | (a <= 0) | (b <= 0)
-
-    jump = jumps(depth[:, :, 1:], depth[:, :, :-1])
-    edge[:, :, 1:] |= jump
-    edge[:, :, :-1] |= jump
-    jump = jumps(depth[:, 1:], depth[:, :-1])
-    edge[:, 1:] |= jump
-    edge[:, :-1] |= jump
-    return edge & valid
 
 
 def apply_sensor(depth: torch.Tensor, generator: torch.Generator, config) -> torch.Tensor:
