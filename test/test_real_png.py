@@ -117,6 +117,11 @@ def test_errors_name_the_file(tmp_path):
         open_dataset("png", tmp_path)[by_name["wrong_labels.png"]]
     with pytest.raises(ValueError, match=r"ok\.png has Pillow mode 'I;16', expected an RGB PNG .*gray16"):
         open_dataset("png", tmp_path, encoding="nyu_rgb")[by_name["ok.png"]]
+    with pytest.raises(ValueError, match=r"ok\.png is 64 x 48 pixels, expected 640 x 480 \(from camera preset 'nyu'"):
+        open_dataset("png", tmp_path, camera="nyu")[by_name["ok.png"]]
+    (tmp_path / "camera.yaml").write_text("fx: 300\nfy: 300\ncx: 30\ncy: 20\nwidth: 64\n")
+    with pytest.raises(ValueError, match=r"camera\.yaml: give both width and height"):
+        open_dataset("png", tmp_path)
 
 
 def test_frame_size_comes_from_the_first_frame_without_a_camera_size(tmp_path):

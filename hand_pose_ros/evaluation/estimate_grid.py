@@ -24,6 +24,7 @@ HEADER_INCHES = 1.0             # the figure title (two lines) and the first row
 DPI = 100
 CROP_MARGIN = 0.12              # of the crop box's size, on each side of the tile's window
 DEFAULT_COLUMNS = 5
+BATCH = 16                      # frames per backend call
 
 
 def grid_size_px(count: int, columns: int | None = None) -> tuple[int, int]:
@@ -44,7 +45,9 @@ def render_estimate_grid(samples, estimator, output, columns: int | None = None,
         raise ValueError("no frames to show")
     if columns is not None and columns < 1:
         raise ValueError(f"--columns must be >= 1, got {columns}")
-    estimates = [estimator.estimate(sample.depth_mm, sample.cam) for sample in samples]
+    estimates = []
+    for start in range(0, len(samples), BATCH):
+        estimates += estimator.estimate_batch([(s.depth_mm, s.cam) for s in samples[start:start + BATCH]])
     localised = sum(e is not None for e in estimates)
 
     width, height = grid_size_px(len(samples), columns)

@@ -81,6 +81,8 @@ def read_sidecar(path: Path) -> dict:
     for key in ("fx", "fy", "cx", "cy", "depth_unit_mm", "width", "height"):
         if key in content and (isinstance(content[key], bool) or not isinstance(content[key], (int, float))):
             raise ValueError(f"{path}: {key} must be a number, got {content[key]!r}")
+    if ("width" in content) != ("height" in content):
+        raise ValueError(f"{path}: give both width and height (the required frame size), or neither")
     return dict(content)
 
 
@@ -112,13 +114,17 @@ class PNGFolderReader(DatasetReader):
             raise ValueError(f"png: both {sidecars[0]} and {sidecars[1]} exist; keep one")
         self.sidecar = sidecars[0] if sidecars else None
         settings = read_sidecar(self.sidecar) if self.sidecar else {}
+        size_source = str(self.sidecar) if "width" in settings or "height" in settings else None
 
-        preset = None
         if camera is not None:
             if camera not in DATASET_INTRINSICS:
                 raise ValueError(f"png: unknown camera {camera!r}; known: {sorted(DATASET_INTRINSICS)}")
-            preset = DATASET_INTRINSICS[camera]
-            settings.update({k: v for k, v in preset.to_dict().items() if v})   # size 0 = unknown
+            preset = DATASET_INTRINSICS[camera].to_dict()
+            if preset["width"] and preset["height"]:            # 0 = unknown size
+                size_source = f"camera preset {camera!r}"
+            else:
+                del preset["width"], preset["height"]
+            settings.update(preset)
         explicit = dict(fx=fx, fy=fy, cx=cx, cy=cy, depth_unit_mm=depth_unit_mm, encoding=encoding,
                         joint_order=joint_order)
         settings.update({k: v for k, v in explicit.items() if v is not None})
@@ -155,7 +161,7 @@ class PNGFolderReader(DatasetReader):
         else:
             self.label_names = keypoints.CANONICAL
         self._half_cube = HALF_CUBE_MM.get(camera) if camera else None
-        self._size_source = "the camera" if self.expected_size[0] else None
+        self._size_source = size_source
 
     @property
     def files(self) -> list[Path]:
@@ -205,16 +211,13 @@ class PNGFolderReader(DatasetReader):
                              f"nyu_rgb{hint}")
 
     def _check_size(self, path: Path, size: tuple[int, int]) -> None:
-        if not self.expected_size[0]:
+        if not (self.expected_size[0] and self.expected_size[1]):
             self.expected_size = size            # the first frame read sets the folder's size
             self._size_source = f"the first frame read, {path}"
             return
         if tuple(size) != tuple(self.expected_size):
-            source = self._size_source or "the camera"
-            if self.sidecar and source == "the camera":
-                source = f"the camera ({self.sidecar})"
             raise ValueError(f"png: {path} is {size[0]} x {size[1]} pixels, expected "
-                             f"{self.expected_size[0]} x {self.expected_size[1]} (from {source})")
+                             f"{self.expected_size[0]} x {self.expected_size[1]} (from {self._size_source})")
 
     def label_file(self, path: Path) -> tuple[str, Path] | None:
         """('uvd' | 'xyz', label path) beside a frame, or None."""
