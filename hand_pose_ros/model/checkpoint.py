@@ -94,7 +94,7 @@ def load_model(path, map_location="cpu", trusted: bool = False):
     hand_pose_ros checkpoint, and a config that does not match the stored weights."""
     payload = read_checkpoint(path, map_location, trusted)
     try:
-        config = SRNetConfig.from_dict(payload["config"])
+        config = SRNetConfig.from_stored(payload["config"])
     except (TypeError, ValueError) as e:
         raise ModelFileError(f"{path}: invalid model config ({e})") from e
     model = SRNet(config)

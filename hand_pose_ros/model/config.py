@@ -14,6 +14,10 @@ VARIANTS = ("two_stage", "one_stage", "direct_regression",
             "coordinate_unsupervised", "representation_unsupervised")
 
 
+# What a model file that has no entry for a field was built with (see SRNetConfig.from_stored).
+STORED_BEFORE_FIELD_EXISTED = {"handedness_head": False}
+
+
 @dataclass(frozen=True)
 class SRNetConfig:
     keypoint_names: tuple[str, ...] = keypoints.CANONICAL  # J = len(keypoint_names)
@@ -27,6 +31,7 @@ class SRNetConfig:
     map_size: int = 64             # n: representation (heatmap / depth map) size
     decoder_eps: float = 1e-4      # survives FP16 (the release's 1e-14 underflows to 0)
     half_cube_mm: float = 150.0    # crop cube half-size the model was trained with
+    handedness_head: bool = True   # a third output: P(left hand) [B] (network.HandednessHead)
     extra: dict = field(default_factory=dict, compare=False)  # free-form provenance
 
     def __post_init__(self):
@@ -45,6 +50,8 @@ class SRNetConfig:
             raise ValueError(f"map_size {self.map_size} is not divisible by 2^(level+1)")
         if self.stages < 1:
             raise ValueError("stages must be >= 1")
+        if not isinstance(self.handedness_head, bool):
+            raise ValueError(f"handedness_head must be true or false, got {self.handedness_head!r}")
 
     @property
     def num_joints(self) -> int:
@@ -67,8 +74,16 @@ class SRNetConfig:
         return cls(**d)
 
     @classmethod
+    def from_stored(cls, d: dict) -> "SRNetConfig":
+        """The config stored in a model file (checkpoint payload or ONNX metadata). Fields a
+        file predates take the value that matches its weights, not today's default: a file
+        written before the handedness head existed has none (STORED_BEFORE_FIELD_EXISTED)."""
+        return cls.from_dict({**STORED_BEFORE_FIELD_EXISTED, **d})
+
+    @classmethod
     def from_json(cls, s: str) -> "SRNetConfig":
-        return cls.from_dict(json.loads(s))
+        """A stored config (ONNX metadata) from its JSON: see from_stored."""
+        return cls.from_stored(json.loads(s))
 
     def replace(self, **changes) -> "SRNetConfig":
         return SRNetConfig.from_dict({**self.to_dict(), **changes})

@@ -6,6 +6,8 @@
                                        DepthRegression -> depth maps D [B,J,64,64]
       -> Stage 2: input concat(H, D, label image L) [B,2J+1,64,64], same layout
       -> decoders (inside the graph): H -> (u, v), (H, D, L) -> d, H -> confidence
+      -> handedness head (config.handedness_head) on the last stage's hourglass features:
+         P(left hand) [B]
 
 Only torch ops with static shapes and no Python control flow on tensor values: the model
 exports to ONNX (opset 17, dynamic batch) and TensorRT with the decoders folded in.
@@ -151,9 +153,10 @@ class Stage(nn.Module):
         self.plane = PlaneRegression(config)
         self.depth = DepthRegression(config)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> heatmaps, depth maps and the hourglass features [B,F,n,n] they came from."""
         features = self.hourglass(self.entry(x))  # [B,F,n,n]
-        return self.plane(features), self.depth(features)
+        return self.plane(features), self.depth(features), features
 
 
 class DirectRegressionStage(nn.Module):
@@ -168,10 +171,33 @@ class DirectRegressionStage(nn.Module):
         self.activation = nn.Sequential(norm_layer(config, f), nn.ReLU(inplace=True))
         self.fc = nn.Linear(f, config.num_joints * 3)
 
-    def forward(self, x: Tensor) -> Tensor:
-        features = self.activation(self.hourglass(self.entry(x)))  # [B,F,n,n]
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """-> uvd [B,J,3] and the hourglass features [B,F,n,n]."""
+        hourglass = self.hourglass(self.entry(x))                   # [B,F,n,n]
+        features = self.activation(hourglass)
         pooled = features.mean(dim=(-2, -1))                        # [B,F]
-        return self.fc(pooled).unflatten(-1, (-1, 3)).float()       # [B,J,3]
+        return self.fc(pooled).unflatten(-1, (-1, 3)).float(), hourglass
+
+
+class HandednessHead(nn.Module):
+    """Which hand the crop shows, from the last stage's hourglass features [B,F,n,n]:
+    average and max pooling over the map -> [B,2F] -> Linear(2F, F/4) -> ReLU ->
+    Linear(F/4, 1) -> logit [B]. Max pooling keeps "this part is somewhere" cues (a thumb
+    on one side of the palm) that an average over the whole map dilutes. A left hand is a
+    mirror image of a right one, so the cue is the 3D layout, which the hourglass sees."""
+
+    def __init__(self, config: SRNetConfig):
+        super().__init__()
+        f = config.features
+        self.mlp = nn.Sequential(nn.Linear(2 * f, f // 4), nn.ReLU(inplace=True), nn.Linear(f // 4, 1))
+        # Start undecided (P = 0.5, loss ln 2) whatever the feature scale: the unnormalised
+        # hourglass output would otherwise start the head saturated at one side.
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
+
+    def forward(self, features: Tensor) -> Tensor:
+        pooled = torch.cat((features.mean(dim=(-2, -1)), features.amax(dim=(-2, -1))), dim=-1)  # [B,2F]
+        return self.mlp(pooled).squeeze(-1).float()  # [B] logit, FP32 for the sigmoid and the loss
 
 
 class SRNet(nn.Module):
@@ -180,7 +206,10 @@ class SRNet(nn.Module):
         'confidence': [B,J] in [0, 1] (decoders.decode_confidence; 1 everywhere for the
                       direct_regression variant, which has no heatmap),
         'stages':     one dict per stage: 'uvd' [B,J,3], 'heatmaps' [B,J,n,n],
-                      'depth_maps' [B,J,n,n] (no maps for direct_regression)}.
+                      'depth_maps' [B,J,n,n] (no maps for direct_regression),
+        and with config.handedness_head:
+        'handedness':       [B] probability that the hand is a LEFT hand (sigmoid, FP32),
+        'handedness_logit': [B] the logit it comes from (what the loss uses)}.
     Decoder outputs are FP32 even under autocast.
 
     config.variant (srnet.md ablations): two_stage = the full model (config.stages stages);
@@ -198,6 +227,7 @@ class SRNet(nn.Module):
         else:
             later = [Stage(config, 2 * j + 1) for _ in range(stage_count(config) - 1)]
             self.stages = nn.ModuleList([Stage(config, config.features), *later])
+        self.handedness = HandednessHead(config) if config.handedness_head else None
         # Constant decoder grid, folded into an exported graph (not stored in checkpoints).
         self.register_buffer("grid", grid_coordinates(config.map_size), persistent=False)
 
@@ -205,13 +235,14 @@ class SRNet(nn.Module):
         label = label_image(depth)        # [B,1,n,n]
         x = self.low_level(depth)         # [B,F,n,n]
         if self.config.variant == "direct_regression":
-            uvd = self.stages[0](x)       # [B,J,3]
+            uvd, features = self.stages[0](x)  # [B,J,3], [B,F,n,n]
             confidence = torch.ones_like(uvd[..., 0])
-            return {"uvd": uvd, "confidence": confidence, "stages": [{"uvd": uvd}]}
+            return self._with_handedness({"uvd": uvd, "confidence": confidence, "stages": [{"uvd": uvd}]},
+                                         features)
 
         stage_outputs = []
         for stage in self.stages:
-            heatmaps, depth_maps = stage(x)                       # [B,J,n,n] each
+            heatmaps, depth_maps, features = stage(x)             # [B,J,n,n] x 2, [B,F,n,n]
             uv = decode_plane(heatmaps, self.grid)                # [B,J,2]
             d = decode_depth(heatmaps, depth_maps, label, self.config.decoder_eps)  # [B,J]
             uvd = torch.cat((uv, d.unsqueeze(-1)), dim=-1)        # [B,J,3]
@@ -220,4 +251,12 @@ class SRNet(nn.Module):
             x = torch.cat((heatmaps.to(depth_maps.dtype), depth_maps, label.to(depth_maps.dtype)), dim=1)
         final = stage_outputs[-1]
         confidence = decode_confidence(final["heatmaps"], final["uvd"][..., :2], self.grid)
-        return {"uvd": final["uvd"], "confidence": confidence, "stages": stage_outputs}
+        return self._with_handedness({"uvd": final["uvd"], "confidence": confidence, "stages": stage_outputs},
+                                     features)
+
+    def _with_handedness(self, out: dict, last_features: Tensor) -> dict:
+        if self.handedness is not None:
+            logit = self.handedness(last_features)        # [B] FP32
+            out["handedness_logit"] = logit
+            out["handedness"] = torch.sigmoid(logit)      # [B] P(left)
+        return out
