@@ -201,3 +201,76 @@ def test_bad_safety_settings_are_refused():
         SafetyLimiter([1.0], [0.0], [0.5])
     with pytest.raises(ValueError, match="filter_target"):
         PipelineConfig(filter_target="both")
+
+
+def test_the_pipeline_times_safety_on_the_monotonic_clock_by_default():
+    import time
+
+    spec = load_hand_spec("leap")
+    pipeline = RetargetPipeline(spec, make_retargeter(spec, "analytic"))
+    assert pipeline.clock is time.monotonic
+    before = time.monotonic()
+    pipeline.update(None)
+    assert before <= pipeline.last_update <= time.monotonic()
+
+
+def test_the_automatic_input_timeout_follows_the_message_rate():
+    spec = load_hand_spec("leap")
+    pipeline = RetargetPipeline(spec, make_retargeter(spec, "analytic"), PipelineConfig(filter_target="none"))
+    open_hand = named_pose("open") + [0, 0, 0.5]
+    for k in range(20):  # a slow model: a pose message every 0.3 s
+        pipeline.update(open_hand, 0.3 * k)
+    assert pipeline.input_timeout() == pytest.approx(0.9)
+    assert pipeline.tick(0.3 * 19 + 0.29) is None  # just before the next message: still tracking
+    assert pipeline.state == TRACKING
+    assert pipeline.tick(0.3 * 19 + 0.95) is not None  # silent for longer than 3 intervals: the timer takes over
+    fast = RetargetPipeline(spec, make_retargeter(spec, "analytic"))
+    for k in range(20):
+        fast.update(open_hand, k / 100)
+    assert fast.input_timeout() == pytest.approx(0.1)  # the lower bound
+    with pytest.raises(ValueError, match="input_timeout"):
+        PipelineConfig(input_timeout=-1.0)
+
+
+def test_the_first_command_starts_from_a_seed_and_moves_under_the_velocity_limit():
+    spec = load_hand_spec("leap")
+    config = PipelineConfig(filter_target="none", safety=SafetyConfig(max_velocity=2.0))
+    pipeline = RetargetPipeline(spec, make_retargeter(spec, "analytic"), config)
+    measured = np.clip(spec.safe_pose + 0.5, spec.lower, spec.upper)
+    assert pipeline.seed({n: v for n, v in zip(spec.joint_names, measured)}) is None
+    fist = place_in_camera(named_pose("fist"), np.eye(3), [0, 0, 0.5])
+    first = pipeline.update(fist, 10.0)
+    np.testing.assert_allclose(first, measured)
+    second = pipeline.update(fist, 10.1)
+    assert np.abs(second - first).max() <= 0.2 + 1e-12 and np.abs(second - first).max() > 0
+    assert pipeline.seed({n: 0.0 for n in spec.joint_names}) == "commands were already sent"
+    assert "no position for joints" in RetargetPipeline(spec, make_retargeter(spec, "analytic")).seed({})
+
+
+def test_a_skeleton_no_human_hand_can_make_is_not_retargeted():
+    from hand_pose_ros.retarget.plausibility import BEND_DEG, BONE_RATIO, PALM_LENGTH_MM, implausibility
+
+    spec = load_hand_spec("leap")
+    pipeline = RetargetPipeline(spec, make_retargeter(spec, "analytic"), PipelineConfig(filter_target="none"))
+    for name in ("open", "spread", "fist", "point", "pinch", "grasp", "relaxed"):
+        for handedness in ("right", "left"):
+            assert implausibility(named_pose(name, handedness) * 1000, handedness) is None, (name, handedness)
+    assert all(implausibility(k * 1000) is None for k in motion_sequence(300, seed=5))
+    hand = named_pose("open") * 1000
+    assert "palm length" in implausibility(hand * 3.0)            # a 280 mm palm
+    long_finger = hand.copy()
+    long_finger[CANONICAL.index("index_tip")] += [80.0, 0, 0]    # a distal phalanx of ~100 mm
+    assert "index_dip-index_tip" in implausibility(long_finger)
+    bent_back = hand.copy()
+    pip, dip, tip = (CANONICAL.index(f"middle_{j}") for j in ("pip", "dip", "tip"))
+    bone = np.linalg.norm(hand[dip] - hand[pip])
+    bent_back[dip] = hand[pip] + bone * np.array([np.cos(np.radians(80)), 0, np.sin(np.radians(80))])  # 80 deg dorsal
+    bent_back[tip] = bent_back[dip] + (bent_back[dip] - hand[pip]) * 0.8
+    assert "middle_pip bent" in implausibility(bent_back)
+    # Every range says where it comes from.
+    assert PALM_LENGTH_MM.source and all(r.source for r in list(BONE_RATIO.values()) + list(BEND_DEG.values()))
+    # In the pipeline: no target, so the command holds, and the reason is kept for diagnostics.
+    held = pipeline.update(named_pose("open") + [0, 0, 0.5], 0.0)
+    out = pipeline.update(long_finger / 1000 + [0, 0, 0.5], 0.1)
+    assert pipeline.state == HOLDING and np.array_equal(out, held)
+    assert "index_dip-index_tip" in pipeline.last_rejection

@@ -109,3 +109,43 @@ def test_frame_wait_separates_backlog_from_slow_processing():
     backlog = [(0.1 * i, 100.0 + 50.0 * i) for i in range(1, 41)]
     first, last = latency_trend(frame_waits(backlog))
     assert last - first > 1000.0
+
+
+class _FakeNode:
+    """Enough of an rclpy Node for PipelineMonitor's constructor (callbacks are called directly)."""
+
+    class _Clock:
+        def now(self):
+            return type("Now", (), {"nanoseconds": time.time_ns()})()
+
+    def create_subscription(self, *args, **kwargs):
+        return None
+
+    def get_clock(self):
+        return self._Clock()
+
+
+def _pose_diagnostics(dropped: int):
+    return conv.diagnostic_array(Time(), "hand_pose: hand pose estimation", "hand_pose", "ok", "tracking",
+                                 {"frames_dropped": dropped})
+
+
+def test_monitor_counts_drops_in_the_window_and_fresh_commands_apart_from_repeats():
+    monitor = PipelineMonitor(_FakeNode(), INFO_TOPIC)
+    monitor._on_diagnostics(_pose_diagnostics(140))  # dropped before the window (start-up)
+    monitor.start_window()
+    stamps = [Time(sec=100, nanosec=k * 1000) for k in range(5)]
+    for k, stamp in enumerate(stamps):
+        header = Header(stamp=stamp, frame_id="cam")
+        monitor._on_joints(conv.keypoints_to_pose_array(np.full((21, 3), 500.0), header))
+        monitor._on_retarget(JointState(header=header, position=[0.1]))   # fresh
+        monitor._on_retarget(JointState(header=header, position=[0.1]))   # same stamp again: a repeat
+        monitor._on_retarget(JointState(header=Header(stamp=Time(sec=200, nanosec=k)), position=[0.1]))  # timer
+    monitor._on_diagnostics(_pose_diagnostics(152))
+    monitor.end_window()
+    monitor._on_diagnostics(_pose_diagnostics(170))  # after the window: not counted
+    summary = monitor.summary()
+    assert summary["frames_dropped"] == 12
+    assert summary["retarget_frames"] == 15
+    assert summary["retarget_commands_for_keypoints"] == 5 and summary["retarget_repeated_commands"] == 10
+    assert summary["retarget_fresh_fps"] * 2 == pytest.approx(summary["retarget_repeat_fps"])

@@ -3,12 +3,15 @@
 Guarantees, for every command it emits:
   - within the joint limits, and finite (never NaN or inf);
   - no joint moves faster than its velocity limit (min of the configured limit and the
-    hardware's) between two commands, measured on the caller's clock;
+    hardware's) between two commands, measured on the caller's clock, which must be
+    monotonic (RetargetPipeline uses time.monotonic: a jump of the ROS clock must neither
+    allow an unclamped step nor freeze the output);
   - on tracking loss (no target, or every joint NaN) the last command is held for
     `hold_timeout` seconds, then ramps to the safe pose (at `ramp_speed` rad/s, or over
     `ramp_time` seconds) and stays there until tracking returns;
   - a partly invalid target (some joints NaN, e.g. one finger lost) holds just those joints.
-The first command starts from the safe pose (the robot's actual pose is not known here).
+The first command starts from the robot's measured pose when `seed` gave one, else from the
+safe pose.
 """
 from __future__ import annotations
 
@@ -70,6 +73,22 @@ class SafetyLimiter:
         self._last_valid: float | None = None  # time of the last usable target
         self._ramp_from: np.ndarray | None = None
         self._ramp_start = 0.0
+
+    @property
+    def commanding(self) -> bool:
+        """Whether a command was computed already (from then on a seed is refused)."""
+        return self._t is not None
+
+    def seed(self, positions) -> bool:
+        """Start from the robot's measured joint positions [N] instead of the safe pose.
+        Only before the first command (False afterwards: the robot then follows us)."""
+        if self.commanding:
+            return False
+        q = np.asarray(positions, dtype=np.float64)
+        if q.shape != self.command.shape or not np.isfinite(q).all():
+            raise ValueError(f"seed positions must be {self.command.shape[0]} finite values, got {q.tolist()}")
+        self.command = np.clip(q, self.lower, self.upper)
+        return True
 
     def step(self, target, t: float) -> np.ndarray:
         """The next command [N] at time t (s). target: [N] angles, NaN where unknown, or None."""

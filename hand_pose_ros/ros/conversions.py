@@ -38,6 +38,10 @@ def seconds_to_stamp(seconds: float) -> Time:
     return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
 
+def nanoseconds_to_stamp(nanoseconds: int) -> Time:
+    return Time(sec=int(nanoseconds) // 1_000_000_000, nanosec=int(nanoseconds) % 1_000_000_000)
+
+
 def stamp_key(stamp: Time) -> int:
     """An exact integer key for matching messages by stamp (nanoseconds)."""
     return stamp.sec * 1_000_000_000 + stamp.nanosec

@@ -222,7 +222,10 @@ def report_markdown(r: dict) -> str:
               f"| mean keypoint error vs ground truth | {_fmt(r.get('mean_error_mm'), 2)} mm "
               f"({r.get('error_frames')} frames) |",
               f"| dropped frames (pose node, newest-frame policy) | {r.get('frames_dropped')} |",
-              f"| retargeting output rate | {_fmt(r.get('retarget_fps'))} fps ({r.get('retarget_frames')} commands) |",
+              f"| retargeting: fresh commands (one per keypoint message) | {_fmt(r.get('retarget_fresh_fps'))} fps "
+              f"({r.get('retarget_commands_for_keypoints')} commands) |",
+              f"| retargeting: repeated commands (timer holding / ramping) | {_fmt(r.get('retarget_repeat_fps'))} fps "
+              f"({r.get('retarget_repeated_commands')} commands) |",
               f"| retargeting latency image stamp -> joint command, p50 / p99 | "
               f"{_fmt(r.get('retarget_latency_ms_p50'))} / {_fmt(r.get('retarget_latency_ms_p99'))} ms |",
               ""]

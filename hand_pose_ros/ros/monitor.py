@@ -4,7 +4,10 @@ Input frames are counted on the CameraInfo topic (one per depth frame, and cheap
 receive, unlike the depth images). Latency is the monitor's clock at arrival minus the
 image stamp the outputs carry. The keypoint error matches /hand_pose/joints with
 /synthetic_camera/ground_truth by stamp (both carry the depth frame's stamp).
-Only messages arriving inside the measuring window count (`start_window`). The latency
+Only messages arriving inside the measuring window count (`start_window`), dropped frames
+included: they are the change of the pose node's counter over the window (to within one
+diagnostics period). Retargeting commands count as fresh (the first command carrying a
+keypoint message's stamp) or as repeats (the timer holding or ramping). The latency
 trend (first vs last quarter) and the frame wait (see `frame_waits`) show whether a
 backlog builds up.
 """
@@ -54,6 +57,8 @@ class PipelineMonitor:
         self.reset()
         self.first_input_time = self.first_output_time = None
         self.latest_diagnostics: dict[str, dict[str, str]] = {}
+        self._dropped_at_start: int | None = None
+        self._dropped_at_end: int | None = None
         node.create_subscription(CameraInfo, camera_info_topic, self._on_input, qos_profile("sensor_data", 10))
         node.create_subscription(PoseArray, joints_topic, self._on_joints, 50)
         node.create_subscription(PoseArray, ground_truth_topic, self._on_truth, 50)
@@ -70,6 +75,7 @@ class PipelineMonitor:
             self.retarget_times: list[float] = []
             self.retarget_latencies_ms: list[float] = []  # commands answering a keypoint message
             self._joint_stamps: dict[int, None] = {}        # recent keypoint stamps (ordered set)
+            self._answered_stamps: dict[int, None] = {}     # keypoint stamps a command answered
             self.retarget_non_finite = 0
             self.non_finite_outputs = 0
             self.last_joints_mm: np.ndarray | None = None
@@ -79,11 +85,23 @@ class PipelineMonitor:
         """Forget what was measured so far and count from now."""
         self.reset()
         self._window_end = None
+        self._dropped_at_start, self._dropped_at_end = self._pose_frames_dropped(), None
         self._window_start = time.monotonic()
 
     def end_window(self) -> None:
         """Stop counting: summary() then describes exactly the window."""
+        self._dropped_at_end = self._pose_frames_dropped()
         self._window_end = time.monotonic()
+
+    def _pose_frames_dropped(self) -> int | None:
+        """The pose node's running count of dropped frames, from its latest diagnostics."""
+        return _int_or_none(self.latest_diagnostics.get("hand_pose", {}).get("frames_dropped"))
+
+    def _dropped_in_window(self) -> int | None:
+        end = self._dropped_at_end if self._window_end is not None else self._pose_frames_dropped()
+        if end is None or self._dropped_at_start is None:
+            return None
+        return max(0, end - self._dropped_at_start)
 
     def _in_window(self) -> bool:
         return self._window_start is not None and self._window_end is None
@@ -155,7 +173,10 @@ class PipelineMonitor:
                 self.retarget_non_finite += 1
             # Only commands carrying a keypoint message's stamp measure the pipeline's latency
             # (the retarget node also re-sends commands from a timer while holding).
-            if conversions.stamp_key(msg.header.stamp) in self._joint_stamps:
+            key = conversions.stamp_key(msg.header.stamp)
+            if key in self._joint_stamps and key not in self._answered_stamps:
+                self._answered_stamps[key] = None
+                self._trim(self._answered_stamps)
                 self.retarget_latencies_ms.append(
                     (self._now_s() - conversions.stamp_to_seconds(msg.header.stamp)) * 1e3)
 
@@ -163,6 +184,8 @@ class PipelineMonitor:
         for status in msg.status:
             self.latest_diagnostics[status.hardware_id or status.name] = dict(
                 conversions.diagnostic_values(status), _message=status.message, _name=status.name)
+        if self._in_window() and self._dropped_at_start is None:
+            self._dropped_at_start = self._pose_frames_dropped()  # the first count seen in the window
 
     # ------------------------------------------------------------ results
     def summary(self) -> dict:
@@ -190,13 +213,17 @@ class PipelineMonitor:
                 "mean_error_mm": float(np.mean(self.errors_mm)) if self.errors_mm else None,
                 "error_frames": len(self.errors_mm),
                 "non_finite_outputs": self.non_finite_outputs,
-                "frames_dropped": _int_or_none(pose_diag.get("frames_dropped")),
+                "frames_dropped": self._dropped_in_window(),
                 "pose_node_state": pose_diag.get("state"),
                 "pose_node_timings_ms": {k[len("time_ms."):]: float(v) for k, v in pose_diag.items()
                                          if k.startswith("time_ms.")},
                 "retarget_frames": len(self.retarget_times),
                 "retarget_fps": len(self.retarget_times) / duration if duration > 0 else 0.0,
                 "retarget_commands_for_keypoints": len(self.retarget_latencies_ms),
+                "retarget_fresh_fps": len(self.retarget_latencies_ms) / duration if duration > 0 else 0.0,
+                "retarget_repeated_commands": len(self.retarget_times) - len(self.retarget_latencies_ms),
+                "retarget_repeat_fps": ((len(self.retarget_times) - len(self.retarget_latencies_ms)) / duration
+                                        if duration > 0 else 0.0),
                 "retarget_latency_ms_p50": retarget_latency[50],
                 "retarget_latency_ms_p99": retarget_latency[99],
                 "retarget_non_finite": self.retarget_non_finite,

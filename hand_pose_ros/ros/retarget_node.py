@@ -13,8 +13,13 @@ Publishes   /hand_retarget/joint_commands (sensor_msgs/JointState, URDF angles, 
                                    (start on arrival; Shadow)
             /diagnostics (diagnostic_msgs/DiagnosticArray): input/output rate, latency,
             retarget time, state (waiting, tracking, holding, ramping to safe pose, at safe pose)
-A timer drives hold and ramp while pose messages stop. Nothing is published before the first
-usable hand (state 'waiting'). All parameters are read-only, validated at start-up; see
+A timer drives hold and ramp while pose messages stop (input_timeout: 0 = derived from the
+measured message rate). Safety timing runs on the monotonic clock, never the ROS clock.
+Commands carry the pose message's stamp (the receive time for a zero stamp); the timer's
+repeats carry 'now'; output stamps never go backwards. Before the first command the node
+starts from the robot's measured pose on joint_states_topic when one arrives (URDF angles,
+as robot_state_publisher reads them), else from the safe pose. Nothing is published before
+the first usable hand (state 'waiting'). All parameters are read-only, validated at start-up; see
 config/retarget_<hand>.yaml. Runs on Humble's and Kilted's rclpy.
 """
 from __future__ import annotations
@@ -39,6 +44,7 @@ from hand_pose_ros.retarget.spec import SpecError
 from . import conversions
 from .common import ThrottledLog, qos_profile, spin_node
 from .params import Param, ParameterError, StartupError, declare_all
+from .stats import OrderedStamps
 
 NODE_NAME = "hand_retarget"
 ADAPTERS = ("leap", "float64_multi_array", "joint_trajectory")
@@ -76,12 +82,19 @@ PARAMS = [
           range=(0.0, 100.0), read_only=True),
     Param("min_valid_keypoints", 15, "Fewer usable keypoints than this count as tracking lost.",
           range=(4, 21), read_only=True),
+    Param("plausibility_check", True, "Keypoints no human hand can make (bone lengths, joint bends "
+          "outside human ranges, hand_pose_ros/retarget/plausibility.py) count as no hand.", read_only=True),
     Param("max_keypoint_range", 5.0, "Keypoints farther than this from the camera (m) are unusable.",
           range=(0.1, 100.0), read_only=True),
     Param("timer_rate", 30.0, "Rate (Hz) of the timer that holds / ramps when input stops.",
           range=(1.0, 1000.0), read_only=True),
-    Param("input_timeout", 0.1, "No pose message for this long (s) = input stopped: the timer "
-          "then publishes the held / ramping command.", range=(0.01, 10.0), read_only=True),
+    Param("input_timeout", 0.0, "No pose message for this long (s) = input stopped: the timer "
+          "then publishes the held / ramping command. 0 = automatic: 3 x the 90th percentile of "
+          "the measured message interval, within [0.1, 1.0] s. A value below twice the measured "
+          "interval makes the state flap and is warned about.", range=(0.0, 10.0), read_only=True),
+    Param("joint_states_topic", "/joint_states", "The robot's measured joint positions (URDF "
+          "angles): the first command starts there instead of at the safe pose. Empty: not used.",
+          read_only=True),
     Param("output_adapters", "", "Driver outputs besides JointState, comma separated: "
           "leap, float64_multi_array, joint_trajectory (empty: none).", read_only=True),
     Param("leap_topic", "/cmd_leap", "LEAP driver topic (JointState, angles + pi).", read_only=True),
@@ -120,7 +133,8 @@ def build_pipeline(p: dict) -> RetargetPipeline:
             handedness=p["handedness"], filter_target=p["filter_target"],
             filter_min_cutoff=p["filter_min_cutoff"], filter_beta=p["filter_beta"],
             filter_d_cutoff=p["filter_d_cutoff"], min_valid_keypoints=p["min_valid_keypoints"],
-            max_keypoint_range=p["max_keypoint_range"],
+            max_keypoint_range=p["max_keypoint_range"], input_timeout=p["input_timeout"],
+            plausibility_check=p["plausibility_check"],
             safety=SafetyConfig(max_velocity=p["max_joint_velocity"], hold_timeout=p["hold_timeout"],
                                 ramp_time=p["ramp_time"], ramp_speed=p["ramp_speed"]))
         return RetargetPipeline(spec, retargeter, config)
@@ -145,12 +159,18 @@ class RetargetNode:
         self.pub_adapters = self._adapter_publishers()
         self.pub_diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         node.create_subscription(PoseArray, self.p["input_topic"], self._on_pose, qos_profile(self.p["qos"], 1))
+        self._seed_state = "waiting" if self.p["joint_states_topic"] else "off"
+        if self.p["joint_states_topic"]:
+            node.create_subscription(JointState, self.p["joint_states_topic"], self._on_joint_states,
+                                     qos_profile("sensor_data", 1))
+        self._stamps = OrderedStamps()
         self._timer_period = 1.0 / self.p["timer_rate"]
         node.create_timer(self._timer_period, self._on_timer)
         node.create_timer(self.p["diagnostics_period"], self._publish_diagnostics)
 
         self._inputs = deque(maxlen=1000)       # receive times (monotonic) of pose messages
         self._outputs = deque(maxlen=1000)      # publish times of commands
+        self._fresh = deque(maxlen=1000)        # publish times of commands answering a pose message
         self._latencies_ms = deque(maxlen=200)  # pose stamp -> command publish
         self._retarget_ms = deque(maxlen=200)
         self._warn = ThrottledLog(node.get_logger())
@@ -174,6 +194,18 @@ class RetargetNode:
     def _now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
 
+    def _on_joint_states(self, msg) -> None:
+        if self._seed_state != "waiting":
+            return
+        problem = self.pipeline.seed(dict(zip(msg.name, msg.position)))
+        if problem is None:
+            self._seed_state = "seeded"
+            self.node.get_logger().info(f"starting from the robot's pose on {self.p['joint_states_topic']}")
+        elif self.pipeline.safety.commanding:
+            self._seed_state = "too late"
+        else:
+            self._warn("seed", f"cannot start from {self.p['joint_states_topic']}: {problem}")
+
     def _on_pose(self, msg) -> None:
         self._inputs.append(time.monotonic())
         keypoints = None
@@ -184,22 +216,30 @@ class RetargetNode:
                                     f"expected {len(CANONICAL)} (canonical keypoints): treated as no hand")
                 keypoints = None
         try:
-            command = self.pipeline.update(keypoints, self._now())
+            command = self.pipeline.update(keypoints)
         except Exception as e:  # keep commanding safely whatever went wrong
             self._warn("error", f"retargeting failed ({type(e).__name__}: {e}): holding")
-            command = self.pipeline.safety.step(None, self._now())
+            command = self.pipeline.safety.step(None, self.pipeline.clock())
         if self.pipeline.state == TRACKING:
             self._retarget_ms.append(self.pipeline.last_retarget_seconds * 1e3)
-        self._publish(command, msg.header.stamp)
+        if keypoints is not None and self.pipeline.last_rejection:
+            self._warn("rejected", f"keypoints on {self.p['input_topic']} not used: {self.pipeline.last_rejection}")
+        stamp, stamped = msg.header.stamp, bool(msg.header.stamp.sec or msg.header.stamp.nanosec)
+        if not stamped:
+            self._warn.once("zero_stamp", f"pose messages on {self.p['input_topic']} have a zero stamp: "
+                                          "commands are stamped with the receive time instead")
+            stamp = self.node.get_clock().now().to_msg()
+        self._publish(command, stamp, fresh=True, measure_latency=stamped)
 
     def _on_timer(self) -> None:
-        command = self.pipeline.tick(self._now(), stale_after=self.p["input_timeout"])
+        command = self.pipeline.tick()
         if command is not None:
             self._publish(command, self.node.get_clock().now().to_msg())
 
-    def _publish(self, command: np.ndarray, stamp) -> None:
+    def _publish(self, command: np.ndarray, stamp, fresh: bool = False, measure_latency: bool = False) -> None:
         if self.pipeline.state == WAITING:
             return  # nothing to say before the first usable hand
+        stamp = conversions.nanoseconds_to_stamp(self._stamps.next(conversions.stamp_key(stamp)))
         positions = [float(v) for v in command]
         self.pub_commands.publish(self._joint_state(positions, stamp))
         if self.pub_adapters:
@@ -207,7 +247,9 @@ class RetargetNode:
             for name, publisher in self.pub_adapters.items():
                 publisher.publish(self._adapter_message(name, driver, stamp))
         self._outputs.append(time.monotonic())
-        if stamp.sec or stamp.nanosec:
+        if fresh:
+            self._fresh.append(self._outputs[-1])
+        if measure_latency:
             self._latencies_ms.append((self._now() - conversions.stamp_to_seconds(stamp)) * 1e3)
 
     def _joint_state(self, positions: list, stamp) -> JointState:
@@ -234,13 +276,29 @@ class RetargetNode:
         mean = lambda xs: float(np.mean(xs)) if xs else 0.0  # noqa: E731
         return {"state": self.pipeline.state, "robot_hand": self.pipeline.spec.name,
                 "retargeter": self.p["retargeter"], "input_rate_hz": rate(self._inputs),
-                "output_rate_hz": rate(self._outputs), "latency_ms_mean": mean(self._latencies_ms),
+                "output_rate_hz": rate(self._outputs), "fresh_command_rate_hz": rate(self._fresh),
+                "repeated_command_rate_hz": rate(self._outputs) - rate(self._fresh),
+                "input_timeout_s": self.pipeline.input_timeout(),
+                "latency_ms_mean": mean(self._latencies_ms),
                 "latency_ms_max": float(max(self._latencies_ms, default=0.0)),
                 "retarget_ms_mean": mean(self._retarget_ms),
-                "valid_keypoints": self.pipeline.last_valid_keypoints}
+                "valid_keypoints": self.pipeline.last_valid_keypoints,
+                "last_rejection": self.pipeline.last_rejection or ""}
+
+    def input_timeout_problem(self) -> str | None:
+        """Why a configured input_timeout makes the state flap (None when it does not)."""
+        configured, interval = self.p["input_timeout"], self.pipeline.input_interval_p90()
+        if configured > 0 and interval is not None and configured < 2 * interval:
+            return (f"input_timeout {configured:.3f} s is shorter than twice the measured interval between "
+                    f"pose messages ({interval:.3f} s, 90th percentile): the state flaps between tracking "
+                    "and holding; set input_timeout: 0.0 (automatic) or a larger value")
+        return None
 
     def _publish_diagnostics(self) -> None:
         state = self.pipeline.state
+        problem = self.input_timeout_problem()
+        if problem:
+            self._warn("input_timeout", problem)
         self.pub_diagnostics.publish(conversions.diagnostic_array(
             self.node.get_clock().now().to_msg(), f"{self.node.get_name()}: retargeting",
             self.pipeline.spec.name, LEVELS[state], state, self.diagnostics_values()))

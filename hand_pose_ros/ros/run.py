@@ -362,7 +362,10 @@ def print_summary(result: dict, file=sys.stderr) -> None:
         ("latency p50 / p99", f"{_fmt(result.get('latency_ms_p50'))} / {_fmt(result.get('latency_ms_p99'))} ms"),
         ("mean keypoint error", f"{_fmt(result.get('mean_error_mm'), 2)} mm over {result.get('error_frames')} frames"),
         ("dropped frames (pose node)", str(result.get("frames_dropped"))),
-        ("retargeting rate", f"{_fmt(result.get('retarget_fps'))} fps ({result.get('retarget_frames')} commands)"),
+        ("retargeting, fresh commands", f"{_fmt(result.get('retarget_fresh_fps'))} fps "
+                                        f"({result.get('retarget_commands_for_keypoints')} commands)"),
+        ("retargeting, repeated commands", f"{_fmt(result.get('retarget_repeat_fps'))} fps "
+                                           f"({result.get('retarget_repeated_commands')} commands)"),
     ]
     for key, value in rows:
         print(f"  {key:<28} {value}", file=file)

@@ -5,6 +5,7 @@
   model drops frames instead of building a backlog and adding latency.
 - RateMeter: events per second over a sliding time window.
 - Window: the last N samples of a number, with mean and percentiles.
+- OrderedStamps: output stamps that never go backwards.
 """
 from __future__ import annotations
 
@@ -115,6 +116,33 @@ class Window:
     def percentile(self, q: float) -> float:
         v = self.values()
         return float(np.percentile(v, q)) if v.size else float("nan")
+
+
+class OrderedStamps:
+    """Stamps (integer nanoseconds) for a stream of outputs that must never go backwards.
+
+    A stamp older than the last one given out is replaced by that one: e.g. a held command
+    stamped 'now' by a timer, then a fresh command carrying its older image stamp. A stamp
+    more than `clock_reset_s` older is a reset of the clock itself (a bag loop, /clock
+    restarting): it is accepted and counted, since clamping would freeze every stamp until
+    the clock caught up again.
+    """
+
+    def __init__(self, clock_reset_s: float = 1.0):
+        self.clock_reset_ns = int(clock_reset_s * 1e9)
+        self.last_ns: int | None = None
+        self.clamped = 0
+        self.clock_resets = 0
+
+    def next(self, stamp_ns: int) -> int:
+        stamp_ns = int(stamp_ns)
+        if self.last_ns is not None and stamp_ns < self.last_ns:
+            if self.last_ns - stamp_ns <= self.clock_reset_ns:
+                self.clamped += 1
+                return self.last_ns
+            self.clock_resets += 1
+        self.last_ns = stamp_ns
+        return stamp_ns
 
 
 def percentiles(values, qs=(50, 99)) -> dict[int, float]:
