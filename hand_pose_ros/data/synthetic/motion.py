@@ -100,8 +100,7 @@ class HandMotion:
                                    "enabled": torch.ones(1, dtype=torch.bool)}
         return make_scene(as_tensor(angles), as_tensor(pose.arm_frame), as_tensor(pose.wrist_angles),
                           as_tensor(pose.wrist_xyz), torch.tensor([self.is_left]),
-                          forearm=config.forearm, forearm_length_mm=config.forearm_length_mm,
-                          background=background)
+                          forearm=config.forearm, background=background)
 
     def render_frame(self, t: float, cam: Intrinsics, config=None):
         """(depth_mm uint16 [H, W], uvd [21, 3], xyz [21, 3]) at time t, ready to publish.

