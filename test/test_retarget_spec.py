@@ -77,7 +77,7 @@ def test_every_shipped_hand_loads_with_its_public_joint_counts():
 
 
 @pytest.mark.parametrize("hand, tip_x, mcp_joints, leap_side_joint", [
-    ("leap", 0.228, ["1", "5", "9"], "0"), ("allegro", 0.230, ["joint_1.0", "joint_5.0", "joint_9.0"], None)])
+    ("leap", 0.228, ["1", "5", "9"], "0"), ("allegro", 0.242, ["joint_1.0", "joint_5.0", "joint_9.0"], None)])
 def test_urdfs_match_their_spec_and_the_public_dimensions(hand, tip_x, mcp_joints, leap_side_joint):
     pin = pytest.importorskip("pinocchio")
     from hand_pose_ros.retarget.kinematics import HandKinematics
@@ -125,7 +125,7 @@ def _write_spec(tmp_path: Path, mutate) -> Path:
     (lambda d: d["analytic"].pop("3"), "no entry for joints ['3']"),
     (lambda d: d["analytic"]["3"].update(index_twist=1.0), "unknown feature 'index_twist'"),
     (lambda d: d["joints"][1].update(upper=3.0), "exceed the URDF"),
-    (lambda d: d["optimization"].update(wrist_link="nowhere"), "'nowhere' is not a link"),
+    (lambda d: d["optimization"].update(wrist_link="nowhere"), "no link 'nowhere'"),
     (lambda d: d["optimization"]["vector_targets"].append({"human": ["wrist", "elbow"], "robot": ["base", "base"]}),
      "'elbow' is not a canonical keypoint"),
     (lambda d: d.update(command_offset=[0.0, 1.0]), "command_offset has 2 values for 16 joints"),

@@ -1,8 +1,12 @@
 """Optimisation retargeting with dex-retargeting's vector and DexPilot optimisers on our URDF.
 
-The optimiser is assembled in code from the robot spec. Our URDF's base link is the hand
-frame (hand_frame.py), so human keypoints expressed in that frame (relative to the wrist)
-are the optimiser's input with no further rotation. dex-retargeting's SeqRetargeting
+The optimiser is assembled in code from the robot spec, on the pinocchio model of whatever
+URDF the spec is bound to (kinematics.robot_model: the spec's link names as extra frames).
+Human keypoints in the hand frame (hand_frame.py, relative to the wrist) are rotated into
+the URDF's root frame by the spec's fixed hand-frame pose (the identity for our own URDFs,
+whose base link is the hand frame). Joints the spec holds (the wrist: the target is
+palm-relative and says nothing about it) and URDF joints outside the spec are fixed at their
+held values, never optimised. dex-retargeting's SeqRetargeting
 warm-starts each solve from the previous answer and applies the joint limits; its own
 low-pass filter is off by default (the pipeline's One Euro filter smooths instead: two
 strong filters in a row only add lag).
@@ -13,7 +17,10 @@ objectives (Huber loss on robot-vs-scaled-human vectors; DexPilot's projected
 finger-to-finger distances and weights) and their exact gradients in numpy from pinocchio's
 world-aligned frame Jacobians, which is several times faster. The one deliberate difference:
 the value also includes the warm-start regulariser norm_delta * |q - q_last|^2, whose
-gradient dex-retargeting already adds but whose value it leaves out.
+gradient dex-retargeting already adds but whose value it leaves out. One addition, off
+unless a spec asks for it: optimization.rest_weights adds w * (q - rest)^2 per named joint
+(rest = its safe pose), the rest-pose regulariser of the DexPilot paper, for joints whose
+only use to the optimiser would be a trick (Allegro's finger-base twists: see allegro.yaml).
 
 Missing fingers: a target vector whose keypoints are not finite is replaced by its last good
 value (so the solve stays well posed) and that finger's joints are returned as NaN, which the
@@ -23,13 +30,13 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import xml.etree.ElementTree as ET
 
 import numpy as np
 
 from hand_pose_ros.keypoints import CANONICAL, FINGERS, indices
 from hand_pose_ros.retarget.base import Retargeter
 from hand_pose_ros.retarget.hand_frame import check_handedness, to_hand_frame
+from hand_pose_ros.retarget.kinematics import HAND_FRAME, robot_model, spec_frame
 from hand_pose_ros.retarget.spec import RobotHandSpec
 
 METHODS = ("vector", "dexpilot")
@@ -74,6 +81,7 @@ def _objective(opt, reference: np.ndarray, weight, fixed_qpos, last_qpos):
     qpos[opt.idx_pin2fixed] = fixed_qpos
     last = np.asarray(last_qpos, dtype=np.float64)
     delta, n = opt.huber_loss.beta, len(reference)
+    rest_weight, rest = getattr(opt, "rest_weight", None), getattr(opt, "rest", None)  # [target]
 
     def objective(x, grad):
         qpos[opt.idx_pin2target] = x
@@ -89,7 +97,13 @@ def _objective(opt, reference: np.ndarray, weight, fixed_qpos, last_qpos):
             np.add.at(d_pos, origin, -d_vec)
             full = np.einsum("lk,lkq->q", d_pos, jac)
             grad[:] = full[opt.idx_pin2target] + 2 * opt.norm_delta * reg
-        return float((value * weight).sum() / n + opt.norm_delta * reg @ reg)
+        total = float((value * weight).sum() / n + opt.norm_delta * reg @ reg)
+        if rest_weight is not None:
+            off = x - rest
+            total += float(rest_weight @ (off * off))
+            if grad.size > 0:
+                grad[:] += 2 * rest_weight * off
+        return total
 
     return objective
 
@@ -139,10 +153,28 @@ def _finger_keypoints() -> dict:
 
 
 def _refuse_mimic_joints(urdf) -> None:
-    """Our URDFs have none; dex-retargeting would need its mimic-joint adaptor for them."""
-    mimic = [j.get("name") for j in ET.parse(urdf).getroot().iter("joint") if j.find("mimic") is not None]
+    """None of the supported hands' URDFs has any; dex-retargeting would need its mimic-joint
+    adaptor for them (holding one still would bend the hand wrongly)."""
+    mimic = [j.name for j in urdf.joints.values() if j.mimic is not None]
     if mimic:
-        raise ValueError(f"{urdf}: mimic joints {mimic} are not supported by the optimisation retargeter")
+        raise ValueError(f"{urdf.path}: mimic joints {mimic} are not supported by the optimisation retargeter")
+
+
+def _robot_wrapper(spec: RobotHandSpec):
+    """dex-retargeting's RobotWrapper on our model (its own constructor only reads a URDF
+    file, which would have neither the spec's frames nor files that start with a comment)."""
+    import pinocchio as pin
+    from dex_retargeting.robot_wrapper import RobotWrapper
+
+    class SpecRobotWrapper(RobotWrapper):
+        def __init__(self, model):  # noqa: super().__init__ would load a file
+            self.model = model
+            self.data = model.createData()
+            self.q0 = pin.neutral(model)
+            if model.nv != model.nq:
+                raise ValueError(f"{spec.urdf}: continuous or floating joints are not supported")
+
+    return SpecRobotWrapper(robot_model(spec))
 
 
 class OptimisationRetargeter(Retargeter):
@@ -157,14 +189,13 @@ class OptimisationRetargeter(Retargeter):
             raise ValueError(f"optimisation method must be one of {METHODS}, got {method!r}")
         if objective not in ("numpy", "torch"):
             raise ValueError(f"objective must be 'numpy' or 'torch', got {objective!r}")
-        if spec.optimization is None or spec.urdf is None:
+        if spec.optimization is None or spec.robot is None:
             raise ValueError(f"robot hand {spec.name!r} ({spec.source}) has no URDF/optimization "
                              "section: use the analytic retargeter")
         # dex-retargeting's RetargetingConfig.build() goes through its bundled yourdfpy, which
         # needs packages dex-retargeting does not declare (six, trimesh); the optimisers only
         # need pinocchio, so we assemble the same pieces directly.
         from dex_retargeting.optimizer_utils import LPFilter
-        from dex_retargeting.robot_wrapper import RobotWrapper
         from dex_retargeting.seq_retarget import SeqRetargeting
         if objective == "numpy":
             VectorOpt, DexPilotOpt = _numpy_optimizers()
@@ -172,20 +203,22 @@ class OptimisationRetargeter(Retargeter):
             from dex_retargeting.optimizer import DexPilotOptimizer as DexPilotOpt
             from dex_retargeting.optimizer import VectorOptimizer as VectorOpt
 
-        _refuse_mimic_joints(spec.urdf)
+        _refuse_mimic_joints(spec.robot.urdf)
         opt = spec.optimization
         fingers = list(opt.fingertip_links)            # thumb first, MediaPipe order
-        tip_links = [opt.fingertip_links[f] for f in fingers]
+        tip_links = [spec_frame(opt.fingertip_links[f]) for f in fingers]
+        wrist = spec_frame(opt.wrist_link or HAND_FRAME)
         tip_keypoints = [int(indices([f"{f}_tip"])[0]) for f in fingers]
-        robot = RobotWrapper(str(spec.urdf))
+        robot = _robot_wrapper(spec)
         joints = robot.dof_joint_names
+        targets = list(spec.robot.optimised_joints)
         if method == "vector":
             # wrist -> fingertip vectors, then the spec's extra (e.g. phalanx) vectors
-            origin_links = [opt.wrist_link] * len(fingers) + [r[0] for _, r in opt.vector_targets]
-            task_links = tip_links + [r[1] for _, r in opt.vector_targets]
+            origin_links = [wrist] * len(fingers) + [spec_frame(r[0]) for _, r in opt.vector_targets]
+            task_links = tip_links + [spec_frame(r[1]) for _, r in opt.vector_targets]
             human = np.array([[0] * len(fingers) + [int(indices([h[0]])[0]) for h, _ in opt.vector_targets],
                               tip_keypoints + [int(indices([h[1]])[0]) for h, _ in opt.vector_targets]])
-            optimizer = VectorOpt(robot, joints, target_origin_link_names=origin_links,
+            optimizer = VectorOpt(robot, targets, target_origin_link_names=origin_links,
                                   target_task_link_names=task_links, target_link_human_indices=human,
                                   scaling=opt.scaling_factor)
         else:
@@ -194,19 +227,25 @@ class OptimisationRetargeter(Retargeter):
             origin, task = DexPilotOpt.generate_link_indices(len(fingers))
             keypoint_of = [0] + tip_keypoints
             human = np.array([[keypoint_of[i] for i in origin], [keypoint_of[i] for i in task]])
-            optimizer = DexPilotOpt(robot, joints, finger_tip_link_names=tip_links,
-                                    wrist_link_name=opt.wrist_link, target_link_human_indices=human,
+            optimizer = DexPilotOpt(robot, targets, finger_tip_link_names=tip_links,
+                                    wrist_link_name=wrist, target_link_human_indices=human,
                                     scaling=opt.scaling_factor)
+        if opt.rest_weights:
+            if objective != "numpy":
+                raise ValueError(f"{spec.source}: optimization.rest_weights needs the numpy objective")
+            target_spec = {spec.robot.joint_names[j.name]: j for j in spec.joints}
+            optimizer.rest_weight = np.array([opt.rest_weights.get(target_spec[n].name, 0.0) for n in targets])
+            optimizer.rest = np.array([target_spec[n].safe for n in targets])
         lp_filter = None if low_pass_alpha is None else LPFilter(float(low_pass_alpha))
         self._seq = SeqRetargeting(optimizer, has_joint_limits=True, lp_filter=lp_filter)
 
         self.spec = spec
         self.method = method
         self.joint_names = spec.joint_names
-        missing = [n for n in spec.joint_names if n not in joints]
-        if missing:
-            raise ValueError(f"{spec.urdf}: joints {missing} of spec {spec.source} are not in the URDF")
-        self._to_spec_order = np.array([joints.index(n) for n in spec.joint_names])
+        self._fixed_qpos = np.array([spec.robot.held[joints[i]] for i in optimizer.idx_pin2fixed])
+        self._to_spec_order = np.array([joints.index(spec.robot.joint_names[n]) for n in spec.joint_names])
+        # hand-frame vectors -> URDF root frame vectors (row vectors: v @ R^T)
+        self._to_root = spec.robot.hand_frame_in_root()[:3, :3].T.copy()
         self._human_indices = np.asarray(optimizer.target_link_human_indices)   # [2, V]
         self._finger_of_keypoint = {int(i): f for f, idx in _finger_keypoints().items() for i in idx}
         self._joint_groups = np.array(spec.groups)
@@ -238,7 +277,8 @@ class OptimisationRetargeter(Retargeter):
         self._last_ref = ref.copy()
 
         with contextlib.redirect_stdout(sys.stderr):  # nlopt failures are printed: keep stdout clean
-            q = np.asarray(self._seq.retarget(ref), dtype=np.float64)[self._to_spec_order]
+            q = np.asarray(self._seq.retarget(ref @ self._to_root, self._fixed_qpos),
+                           dtype=np.float64)[self._to_spec_order]
         if missing_fingers:
             q[np.isin(self._joint_groups, sorted(missing_fingers))] = np.nan
         return q

@@ -3,21 +3,32 @@ retargeting table and the optimisation-retargeting links, loaded from config/han
 
 One YAML file per robot hand (see config/hands/leap.yaml for the annotated format).
 Everything is validated at load time and every error names the file and the bad value.
+
+A spec can be pointed at any URDF of its hand (ours in config/hands/, or the manufacturer's):
+its `urdf_descriptions` say, per family of URDFs, where the hand frame lies in the URDF
+(a link plus a fixed offset and rotation) and which URDF joints and links carry the spec's
+joint and link names. The first description whose names all exist in the URDF is used; a
+URDF whose root link is the hand frame and whose names are the spec's needs none. Binding
+checks limits (to LIMIT_TOLERANCE) and, by forward kinematics at the zero pose, that the
+frame is right: fingers along +x, index on the +y side, the palm in the xy plane.
 """
 from __future__ import annotations
 
 import math
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from hand_pose_ros.keypoints import CANONICAL, FINGERS
+from hand_pose_ros.retarget.urdf import Urdf, UrdfError, pose_matrix, read_urdf
 
 JOINT_GROUPS = FINGERS + ("wrist",)  # which part of the hand a robot joint belongs to
 LONG_FINGERS = FINGERS[1:]
+# Spec limits may exceed the URDF's by this much (rad): real files round limits differently
+# (Shadow's 1.5708 vs pi/2), far below anything a joint controller resolves.
+LIMIT_TOLERANCE = 1e-4
 
 # Human hand angles the analytic retargeter measures (rad; see analytic.py for definitions).
 FEATURES = tuple(f"{f}_{j}" for f in LONG_FINGERS for j in ("abd", "mcp", "pip", "dip")) + (
@@ -40,12 +51,85 @@ class JointSpec:
 
 @dataclass(frozen=True)
 class OptimizationSpec:
-    """What dex-retargeting needs besides the URDF."""
-    wrist_link: str
-    fingertip_links: dict          # finger name -> URDF link at that fingertip
+    """What dex-retargeting needs besides the URDF. Link names are the spec's: a URDF
+    description maps them to the URDF's links (see UrdfDescription)."""
+    wrist_link: str | None         # origin of the wrist vectors; None: the hand frame's origin
+    fingertip_links: dict          # finger name -> link at that fingertip's surface
     scaling_factor: float          # robot size / human size, applied to human vectors
     # Extra vectors for the vector optimiser: ((human keypoint from, to), (robot link from, to)).
     vector_targets: tuple = ()
+    rest_weights: dict = field(default_factory=dict)  # joint -> w: + w (q - safe)^2 in the objective
+
+    @property
+    def links(self) -> tuple:
+        """Every link name this section uses, without repeats."""
+        names = [*self.fingertip_links.values(), *(link for _, pair in self.vector_targets for link in pair)]
+        if self.wrist_link is not None:
+            names.append(self.wrist_link)
+        return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class UrdfDescription:
+    """How one family of URDFs names and places this hand (an entry of urdf_descriptions)."""
+    label: str
+    frame_link: str | None   # the link the hand frame is fixed to; None: the URDF's root link
+    frame: np.ndarray        # 4x4 pose of the hand frame in frame_link
+    joints: dict             # spec joint name -> URDF joint name, where they differ
+    links: dict              # spec link name -> (URDF link, xyz offset [3] in that link's frame)
+    prefix: tuple = ("", "")  # (spec, URDF): other names starting with the first get the second instead
+
+    def _renamed(self, name: str) -> str:
+        spec_prefix, urdf_prefix = self.prefix
+        return urdf_prefix + name[len(spec_prefix):] if name.startswith(spec_prefix) else name
+
+    def joint(self, name: str) -> str:
+        return self.joints.get(name) or self._renamed(name)
+
+    def link(self, name: str) -> tuple:
+        return self.links.get(name) or (self._renamed(name), np.zeros(3))
+
+
+# A URDF written for the spec: its root link is the hand frame and it uses the spec's names.
+AS_IS = UrdfDescription("the URDF as it is (root link = hand frame, the spec's names)", None, np.eye(4), {}, {})
+
+
+@dataclass(frozen=True)
+class UrdfBinding:
+    """A spec bound to one URDF file: the names, frame and held joints, all checked."""
+    urdf: Urdf
+    description: UrdfDescription
+    spec_joints: tuple       # spec joint names, in spec order
+    joint_names: dict        # spec joint -> URDF joint
+    links: dict              # spec link -> (URDF link, xyz offset in it)
+    frame_link: str
+    frame: np.ndarray        # 4x4, hand frame in frame_link
+    held: dict               # URDF joint -> value, for the joints the optimiser never moves
+
+    @property
+    def optimised_joints(self) -> tuple:
+        """URDF names of the joints retargeting moves (the spec's joints minus the held wrist)."""
+        return tuple(self.joint_names[n] for n in self.spec_joints if self.joint_names[n] not in self.held)
+
+    def _poses(self, q) -> dict:
+        values = dict(zip((self.joint_names[n] for n in self.spec_joints), np.asarray(q, dtype=np.float64)))
+        values.update(self.held)
+        return self.urdf.link_poses(values)
+
+    def hand_frame_in_root(self) -> np.ndarray:
+        """4x4 pose of the hand frame in the URDF root frame (constant: only held or fixed
+        joints lie between the two, checked at binding)."""
+        return self.urdf.link_poses(self.held)[self.frame_link] @ self.frame
+
+    def link_positions(self, q, links) -> np.ndarray:
+        """[L, 3] metres in the hand frame, spec joint angles q [N] (numpy FK, no pinocchio)."""
+        poses = self._poses(q)
+        to_hand = np.linalg.inv(poses[self.frame_link] @ self.frame)
+        points = []
+        for name in links:
+            link, offset = self.links[name]
+            points.append((to_hand @ poses[link] @ np.append(offset, 1.0))[:3])
+        return np.array(points)
 
 
 @dataclass(frozen=True)
@@ -55,9 +139,11 @@ class RobotHandSpec:
     joints: tuple
     command_offset: np.ndarray     # [N] added for driver adapters (LEAP: +pi)
     analytic: dict                 # joint name -> {feature: gain, "offset": rad}
-    urdf: Path | None
+    urdf: Path | None              # the bound URDF file (robot.urdf.path), if any
     optimization: OptimizationSpec | None
     source: Path = field(compare=False)
+    robot: UrdfBinding | None = field(default=None, compare=False)
+    descriptions: tuple = field(default=(), compare=False)   # UrdfDescription, tried in order
 
     @property
     def joint_names(self) -> tuple:
@@ -112,8 +198,9 @@ def available_hands() -> list:
     return sorted(p.stem for p in hands_dir().glob("*.yaml"))
 
 
-def load_hand_spec(name_or_path) -> RobotHandSpec:
-    """A spec by name ('leap' -> config/hands/leap.yaml) or by path to a YAML file."""
+def load_hand_spec(name_or_path, urdf=None) -> RobotHandSpec:
+    """A spec by name ('leap' -> config/hands/leap.yaml) or by path to a YAML file, bound to
+    the URDF file `urdf` when given (a user's or manufacturer's) instead of the spec's own."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = hands_dir() / f"{name_or_path}.yaml"
@@ -126,7 +213,13 @@ def load_hand_spec(name_or_path) -> RobotHandSpec:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise SpecError(f"{path}: not valid YAML: {e}") from None
-    return _parse(data, path)
+    spec = _parse(data, path)
+    if urdf is not None:
+        urdf = Path(urdf).expanduser()
+        if not urdf.is_file():
+            raise SpecError(f"{path}: urdf {str(urdf)!r} not found")
+        spec = bind_urdf(spec, urdf)
+    return spec
 
 
 def _number(value, where: str, path: Path) -> float:
@@ -156,20 +249,23 @@ def _parse(data, path: Path) -> RobotHandSpec:
 
     urdf = None
     if data.get("urdf") is not None:
-        urdf = (path.parent / str(data["urdf"])).resolve()
+        urdf = (path.parent / Path(str(data["urdf"])).expanduser()).resolve()
         if not urdf.is_file():
             raise SpecError(f"{path}: urdf {data['urdf']!r} not found (looked for {urdf})")
-        _check_against_urdf(joints, urdf, path)
 
+    # Without a URDF the section waits for one (load_hand_spec(..., urdf=) or check-hand --urdf).
     optimization = None
     if data.get("optimization") is not None:
-        if urdf is None:
-            raise SpecError(f"{path}: an 'optimization' section needs a 'urdf'")
-        optimization = _parse_optimization(data["optimization"], urdf, path)
+        optimization = _parse_optimization(data["optimization"], path)
+        unknown = sorted(set(optimization.rest_weights) - {j.name for j in joints})
+        if unknown:
+            raise SpecError(f"{path}: optimization.rest_weights names joints {unknown} that are not in 'joints'")
 
-    return RobotHandSpec(name=str(data["name"]), description=str(data.get("description", "")),
+    spec = RobotHandSpec(name=str(data["name"]), description=str(data.get("description", "")),
                          joints=tuple(joints), command_offset=offset, analytic=analytic,
-                         urdf=urdf, optimization=optimization, source=path)
+                         urdf=None, optimization=optimization, source=path,
+                         descriptions=_parse_descriptions(data.get("urdf_descriptions"), path))
+    return spec if urdf is None else bind_urdf(spec, urdf)
 
 
 def _parse_joints(raw, path: Path) -> list:
@@ -230,10 +326,10 @@ def _parse_analytic(raw, names: list, path: Path) -> dict:
     return parsed
 
 
-def _parse_optimization(raw, urdf: Path, path: Path) -> OptimizationSpec:
+def _parse_optimization(raw, path: Path) -> OptimizationSpec:
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: 'optimization' must be a mapping")
-    for key in ("wrist_link", "fingertip_links", "scaling_factor"):
+    for key in ("fingertip_links", "scaling_factor"):
         if key not in raw:
             raise SpecError(f"{path}: optimization is missing {key!r}")
     tips = raw["fingertip_links"]
@@ -242,10 +338,6 @@ def _parse_optimization(raw, urdf: Path, path: Path) -> OptimizationSpec:
                         f"names, got {tips!r}")
     # dex-retargeting's DexPilot pairs fingers in thumb-first order, as MediaPipe numbers them.
     tips = {f: str(tips[f]) for f in FINGERS if f in tips}
-    links = {link.get("name") for link in ET.parse(urdf).getroot().iter("link")}
-    for link in [raw["wrist_link"], *tips.values()]:
-        if link not in links:
-            raise SpecError(f"{path}: optimization link {link!r} is not a link of {urdf.name}")
     extra = []
     for i, entry in enumerate(raw.get("vector_targets") or []):
         where = f"{path}: optimization.vector_targets[{i}]"
@@ -259,30 +351,149 @@ def _parse_optimization(raw, urdf: Path, path: Path) -> OptimizationSpec:
         for keypoint in human:
             if keypoint not in CANONICAL:
                 raise SpecError(f"{where}: {keypoint!r} is not a canonical keypoint name; names: {CANONICAL}")
-        for link in robot:
-            if link not in links:
-                raise SpecError(f"{where}: {link!r} is not a link of {urdf.name}")
         extra.append((human, robot))
     scale = _number(raw["scaling_factor"], "optimization.scaling_factor", path)
     if scale <= 0:
         raise SpecError(f"{path}: optimization.scaling_factor must be > 0, got {scale}")
-    return OptimizationSpec(str(raw["wrist_link"]), tips, scale, tuple(extra))
+    wrist = raw.get("wrist_link")
+    rest = raw.get("rest_weights") or {}
+    if not isinstance(rest, dict):
+        raise SpecError(f"{path}: optimization.rest_weights must map joint names to weights, got {rest!r}")
+    rest = {str(k): _number(v, f"optimization.rest_weights[{k!r}]", path) for k, v in rest.items()}
+    if any(v < 0 for v in rest.values()):
+        raise SpecError(f"{path}: optimization.rest_weights must be >= 0, got {rest}")
+    return OptimizationSpec(None if wrist is None else str(wrist), tips, scale, tuple(extra), rest)
 
 
-def _check_against_urdf(joints: list, urdf: Path, path: Path) -> None:
-    """Every spec joint must be a movable URDF joint, and spec limits must lie inside its limits."""
+def _vector(value, n: int, where: str, path: Path) -> np.ndarray:
+    if not isinstance(value, (list, tuple)) or len(value) != n:
+        raise SpecError(f"{path}: {where} must be a list of {n} numbers, got {value!r}")
+    return np.array([_number(v, where, path) for v in value])
+
+
+def _parse_descriptions(raw, path: Path) -> tuple:
+    """urdf_descriptions: [{label, frame: {link, xyz, rpy}, joints: {spec: urdf},
+    links: {spec: urdf | {link, xyz}}, prefix: [spec, urdf]}], tried in order, then AS_IS."""
+    if raw is None:
+        return (AS_IS,)
+    if not isinstance(raw, list):
+        raise SpecError(f"{path}: urdf_descriptions must be a list, got {type(raw).__name__}")
+    parsed = []
+    for i, entry in enumerate(raw):
+        where = f"urdf_descriptions[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("frame", {}), dict):
+            raise SpecError(f"{path}: {where} must be a mapping with a 'frame' mapping, got {entry!r}")
+        unknown = sorted(set(entry) - {"label", "frame", "joints", "links", "prefix"})
+        if unknown:
+            raise SpecError(f"{path}: {where} has unknown keys {unknown}")
+        frame = entry.get("frame", {})
+        pose = pose_matrix(_vector(frame.get("xyz", [0, 0, 0]), 3, f"{where}.frame.xyz", path),
+                           _vector(frame.get("rpy", [0, 0, 0]), 3, f"{where}.frame.rpy", path))
+        links = {}
+        for name, target in (entry.get("links") or {}).items():
+            if isinstance(target, str):
+                links[str(name)] = (target, np.zeros(3))
+            elif isinstance(target, dict) and isinstance(target.get("link"), str):
+                links[str(name)] = (target["link"], _vector(target.get("xyz", [0, 0, 0]), 3,
+                                                             f"{where}.links.{name}.xyz", path))
+            else:
+                raise SpecError(f"{path}: {where}.links.{name} must be a link name or {{link, xyz}}, "
+                                f"got {target!r}")
+        prefix = entry.get("prefix", ["", ""])
+        if not (isinstance(prefix, list) and len(prefix) == 2 and all(isinstance(p, str) for p in prefix)):
+            raise SpecError(f"{path}: {where}.prefix must be [spec prefix, URDF prefix], got {prefix!r}")
+        joints = entry.get("joints") or {}
+        if not isinstance(joints, dict):
+            raise SpecError(f"{path}: {where}.joints must map spec joint names to URDF joint names")
+        parsed.append(UrdfDescription(str(entry.get("label", where)), frame.get("link"), pose,
+                                      {str(k): str(v) for k, v in joints.items()}, links, tuple(prefix)))
+    return (*parsed, AS_IS)
+
+
+def _names_missing(spec: RobotHandSpec, description: UrdfDescription, urdf: Urdf) -> list:
+    """The spec names this description leaves without a URDF joint or link ([] = it fits)."""
+    movable = set(urdf.movable)
+    links = set(urdf.links)
+    missing = [f"joint {description.joint(n)!r}" for n in spec.joint_names if description.joint(n) not in movable]
+    if description.frame_link is not None and description.frame_link not in links:
+        missing.append(f"frame link {description.frame_link!r}")
+    used = spec.optimization.links if spec.optimization is not None else ()
+    missing += [f"link {description.link(n)[0]!r}" for n in used if description.link(n)[0] not in links]
+    return missing
+
+
+def bind_urdf(spec: RobotHandSpec, urdf_path) -> RobotHandSpec:
+    """The spec bound to a URDF file through the first of its descriptions that fits, with
+    limits, held joints and the hand frame checked. SpecError names the spec and the URDF."""
+    path = spec.source
     try:
-        root = ET.parse(urdf).getroot()
-    except ET.ParseError as e:
-        raise SpecError(f"{urdf}: not valid XML: {e}") from None
-    urdf_joints = {j.get("name"): j for j in root.iter("joint")
-                   if j.get("type") in ("revolute", "prismatic")}
-    for joint in joints:
-        element = urdf_joints.get(joint.name)
-        if element is None:
-            raise SpecError(f"{path}: joint {joint.name!r} is not a revolute joint of {urdf.name}")
-        limit = element.find("limit")
-        lo, hi = float(limit.get("lower")), float(limit.get("upper"))
-        if joint.lower < lo - 1e-9 or joint.upper > hi + 1e-9:
+        urdf = read_urdf(urdf_path)
+    except UrdfError as e:
+        raise SpecError(f"{path}: {e}") from None
+    tried = []
+    for description in spec.descriptions:
+        missing = _names_missing(spec, description, urdf)
+        if not missing:
+            break
+        tried.append(f"{description.label}: no {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+    else:
+        raise SpecError(f"{path}: no urdf description fits {urdf.path.name}; " + "; ".join(tried))
+
+    joint_names = {n: description.joint(n) for n in spec.joint_names}
+    for joint in spec.joints:
+        element = urdf.joints[joint_names[joint.name]]
+        if joint.lower < element.lower - LIMIT_TOLERANCE or joint.upper > element.upper + LIMIT_TOLERANCE:
             raise SpecError(f"{path}: joint {joint.name!r} limits [{joint.lower}, {joint.upper}] "
-                            f"exceed the URDF's [{lo}, {hi}]")
+                            f"exceed the URDF's [{element.lower}, {element.upper}] ({urdf.path.name}, "
+                            f"joint {element.name!r}; tolerance {LIMIT_TOLERANCE} rad)")
+        if element.mimic is not None:
+            raise SpecError(f"{path}: joint {element.name!r} of {urdf.path.name} mimics {element.mimic!r}: "
+                            "list only independent joints in a spec")
+    # Held still: the wrist (the target is palm-relative, it says nothing about the wrist) at
+    # its safe pose, and URDF joints the spec does not command at 0 (clipped to their limits).
+    held = {joint_names[j.name]: j.safe for j in spec.joints if j.group == "wrist"}
+    commanded = set(joint_names.values())
+    for name in urdf.movable:
+        if name not in commanded:
+            element = urdf.joints[name]
+            held[name] = float(np.clip(0.0, element.lower, element.upper))
+    frame_link = description.frame_link or urdf.root
+    by_child = {j.child: j for j in urdf.joints.values()}
+    link = frame_link
+    while link != urdf.root:  # the hand frame must not move with a retargeted joint
+        joint = by_child[link]
+        if joint.type != "fixed" and joint.name not in held:
+            raise SpecError(f"{path}: the hand frame's link {frame_link!r} moves with joint {joint.name!r} "
+                            f"of {urdf.path.name}; fix the frame to a link before the finger joints")
+        link = joint.parent
+    used = spec.optimization.links if spec.optimization is not None else ()
+    binding = UrdfBinding(urdf=urdf, description=description, spec_joints=spec.joint_names,
+                          joint_names=joint_names, links={n: description.link(n) for n in used},
+                          frame_link=frame_link, frame=description.frame, held=held)
+    if spec.optimization is not None:
+        _check_zero_pose(spec, binding)
+    return replace(spec, urdf=urdf.path, robot=binding)
+
+
+def _check_zero_pose(spec: RobotHandSpec, binding: UrdfBinding) -> None:
+    """Forward kinematics at the zero pose (clipped to the limits), in the hand frame: a flat
+    hand has its fingertips distal (+x) near the palm plane, ordered index to pinky along -y,
+    and the thumb on the radial (+y) side of the ring or little finger."""
+    tips = spec.optimization.fingertip_links
+    zero = np.clip(0.0, spec.lower, spec.upper)
+    where = (f"{spec.source}: {binding.description.label} with {binding.urdf.path.name}: at the zero pose "
+             "the hand frame (frame: link, xyz, rpy) does not fit the robot:")
+    position = dict(zip(tips, binding.link_positions(zero, list(tips.values()))))
+    shown = {f: np.round(p * 1000).astype(int).tolist() for f, p in position.items()}
+    long = [f for f in LONG_FINGERS if f in position]
+    for finger in long:
+        x, y, z = position[finger]
+        if not (x > 0.04 and x > 2 * abs(z) and x > abs(y)):
+            raise SpecError(f"{where} the {finger} tip is at {shown[finger]} mm; a straight finger must point "
+                            f"along +x (distal), in the palm plane (xy). Tips: {shown}")
+    ys = [position[f][1] for f in long]
+    if any(a <= b for a, b in zip(ys, ys[1:])):
+        raise SpecError(f"{where} the fingertips are not ordered index -> little finger along -y "
+                        f"(y is radial, toward the thumb). Tips: {shown}")
+    if "thumb" in position and long and position["thumb"][1] <= position[long[-1]][1]:
+        raise SpecError(f"{where} the thumb tip is not on the radial (+y) side. Tips: {shown}")
