@@ -207,6 +207,42 @@ def test_fan_around_a_vertex_on_a_pixel_centre_covers_it_once():
     assert count[7:14, 7:14].min() == 1                # all of the fan's interior
 
 
+def _coverage_count(verts, faces, cam):
+    """How many faces cover each pixel: frame i of a batch draws only face i."""
+    n = len(faces)
+    out = rasterise_depth(verts.expand(n, -1, -1), faces, cam, full(cam, n),
+                          face_valid=torch.eye(n, dtype=torch.bool))
+    return covered(out).sum(0)
+
+
+def test_edges_through_pixel_centres_at_inexact_coordinates_cover_each_pixel_once():
+    """A grid whose diagonals (slope 1/3) pass exactly through pixel centres, from vertices at
+    coordinates that float32 cannot hold exactly (x.3, y.1): only edge functions that are
+    bit-identical (up to sign) in the two faces of an edge keep every centre covered once."""
+    cam = Intrinsics(100.0, 100.0, 0.0, 0.0, 40, 24)
+    cols, rows = 11, 18
+    grid = [(3 * i + 0.3, j + 0.1) for j in range(rows + 1) for i in range(cols + 1)]
+    index = lambda i, j: j * (cols + 1) + i
+    faces = torch.tensor([tri for j in range(rows) for i in range(cols)
+                          for tri in ((index(i, j), index(i + 1, j), index(i + 1, j + 1)),
+                                      (index(i, j), index(i + 1, j + 1), index(i, j + 1)))])
+    z = 437.0
+    verts = tensor([[[u * z / cam.fx, v * z / cam.fy, z] for u, v in grid]])
+    count = _coverage_count(verts, faces, cam)
+    assert count.max() == 1
+    assert count[1:19, 1:34].min() == 1                # the grid spans u 0.3..33.3, v 0.1..18.1
+
+
+def test_closed_mesh_covers_each_silhouette_pixel_exactly_twice():
+    """A convex closed mesh: every ray through its silhouette enters once and leaves once."""
+    cam = Intrinsics(95.0, 95.0, 20.3, 15.8, 40, 32)
+    unit, faces = icosphere(2)
+    verts = tensor((unit @ rotation(7).T * 60.0 + np.array([3.0, -2.0, 330.0]))[None])
+    count = _coverage_count(verts, torch.from_numpy(faces), cam)
+    assert set(count.unique().tolist()) == {0, 2}
+    assert (count == 2).sum() > 300
+
+
 # ----------------------------------------------------------------------------- visibility
 
 @pytest.mark.parametrize("near_first", [True, False])
