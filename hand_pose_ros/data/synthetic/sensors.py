@@ -466,7 +466,7 @@ def time_of_flight(depth: torch.Tensor, generator: torch.Generator, cam: Intrins
     focal = _focal(cam)
     batch = depth.shape[0]
     device = depth.device
-    s = _severity(batch, 5, generator, strength, device)
+    s = _severity(batch, 6, generator, strength, device)
     mix_draw = _rand(depth.shape, generator, device)
     fly_draw = _rand(depth.shape, generator, device)
     noise = _randn(depth.shape, generator, device)
@@ -503,7 +503,7 @@ def time_of_flight(depth: torch.Tensor, generator: torch.Generator, cam: Intrins
 
     noisy = mixed + _lerp(0.002, 0.012, s[:, 3]) * depth * noise
     max_range = _lerp(1500.0, 1000.0, s[:, 4])
-    bright = surface_cosine(depth, focal) >= _lerp(0.1, 0.25, s[:, 4])
+    bright = surface_cosine(depth, focal) >= _lerp(0.1, 0.25, s[:, 5])
     in_range = (mixed >= TOF_MIN_RANGE_MM) & (mixed <= max_range)
     return _finish(noisy, depth, in_range & bright, unit_mm)
 
