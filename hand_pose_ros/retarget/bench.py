@@ -27,7 +27,7 @@ GOALS_MS = {"analytic": 1.0, "optimisation": 3.0}
 def _cases(spec) -> list:
     """(label, kind, options) for everything this hand can run."""
     cases = [("analytic", "analytic", {})]
-    if spec.optimization is not None:
+    if spec.optimization is not None and spec.robot is not None:  # Shadow: only with a URDF given
         cases += [("optimisation vector", "optimisation", {"method": "vector"}),
                   ("optimisation dexpilot", "optimisation", {"method": "dexpilot"}),
                   ("dex-retargeting torch objective, vector (reference)", "optimisation",
