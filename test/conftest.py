@@ -17,6 +17,7 @@ Fixtures for DDS tests (mark them @pytest.mark.ros):
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import signal
 import subprocess
@@ -230,13 +231,21 @@ def start_node(ros_env, tmp_path):
 def random_onnx_model(tmp_path_factory) -> Path:
     """A randomly initialised SRNet of the shipped size exported to ONNX (once per session:
     the export takes ~15 s). The real file format, graph and CPU cost; its keypoints are
-    meaningless, so use it for plumbing and timing behaviour, not accuracy."""
+    meaningless, so use it for plumbing and timing behaviour, not accuracy. Its handedness
+    head has a known answer: P(left) = RANDOM_MODEL_LEFT_PROBABILITY for every crop."""
     torch = pytest.importorskip("torch")
     from hand_pose_ros.inference.export import export_onnx
     from hand_pose_ros.model import SRNet, SRNetConfig
 
     torch.manual_seed(0)
     config = SRNetConfig()
+    model = SRNet(config).eval()
+    with torch.no_grad():  # the output layer starts at zero weights: only its bias speaks
+        model.handedness.mlp[2].bias.fill_(RANDOM_MODEL_LEFT_LOGIT)
     path = tmp_path_factory.mktemp("models") / "random_srnet.onnx"
-    return export_onnx(SRNet(config).eval(), config, path)
+    return export_onnx(model, config, path)
+
+
+RANDOM_MODEL_LEFT_LOGIT = 3.0
+RANDOM_MODEL_LEFT_PROBABILITY = 1.0 / (1.0 + math.exp(-RANDOM_MODEL_LEFT_LOGIT))  # 0.9526
 

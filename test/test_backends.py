@@ -14,6 +14,8 @@ from hand_pose_ros.inference.backends.torch_backend import TorchBackend  # noqa:
 from hand_pose_ros.inference.sample_inputs import realistic_crops  # noqa: E402
 from hand_pose_ros.model import ModelFileError, SRNet, SRNetConfig, save_checkpoint  # noqa: E402
 
+from conftest import RANDOM_MODEL_LEFT_PROBABILITY  # noqa: E402
+
 CUDA = torch.cuda.is_available()
 
 
@@ -36,6 +38,12 @@ def test_onnxruntime_backend_infers(random_onnx_model, crops):
     assert uvd.shape == (2, 21, 3) and confidence.shape == (2, 21)
     assert uvd.dtype == np.float32 and np.isfinite(uvd).all()
     assert ((confidence >= 0) & (confidence <= 1)).all()
+    # The handedness output, through the same interface (conftest: the model says left).
+    outputs = backend.infer_outputs(crops)
+    assert backend.has_handedness and backend.describe()["handedness"] is True
+    assert outputs.left_probability.shape == (2,) and outputs.left_probability.dtype == np.float32
+    np.testing.assert_allclose(outputs.left_probability, RANDOM_MODEL_LEFT_PROBABILITY, atol=1e-5)
+    assert np.array_equal(outputs.uvd, uvd)
     # a single [m, m] crop is accepted and gives the same answer as in the batch
     single, _ = backend.infer(crops[1, 0])
     assert np.allclose(single[0], uvd[1], atol=1e-5)
@@ -52,6 +60,9 @@ def test_onnxruntime_int8_is_quantised_once_and_cached(random_onnx_model, crops,
     assert len(cached) == 1 and first.precision == "int8"
     uvd, confidence = first.infer(crops)
     assert uvd.shape == (2, 21, 3) and np.isfinite(uvd).all() and np.isfinite(confidence).all()
+    # The head stays FP32 (only convolutions are quantised) and still answers.
+    np.testing.assert_allclose(first.infer_outputs(crops).left_probability, RANDOM_MODEL_LEFT_PROBABILITY,
+                               atol=1e-3)
     stamp = cached[0].stat().st_mtime_ns
     again = OnnxRuntimeBackend.load(random_onnx_model, "cpu", precision="int8", calibration_crops=calibration,
                                     cache_dir=tmp_path)
@@ -71,6 +82,8 @@ def test_torch_backend_infers_and_rejects_bad_input(checkpoint, crops):
     backend = TorchBackend.load(checkpoint, "cpu")
     uvd, confidence = backend.infer(crops)
     assert uvd.shape == (2, 21, 3) and np.isfinite(uvd).all()
+    left = backend.infer_outputs(crops).left_probability
+    assert left.shape == (2,) and np.array_equal(left, np.full(2, 0.5, np.float32))  # untrained: undecided
     assert backend.describe()["cuda_graph"] is False
     with pytest.raises(ValueError, match=r"crops must be \[B,1,128,128\].*\(2, 1, 64, 64\)"):
         backend.infer(np.zeros((2, 1, 64, 64), np.float32))
@@ -87,6 +100,7 @@ def test_torch_cuda_fp16_graph_matches_fp32(checkpoint, crops):
     graph.warmup(batch_size=4)
     fp16 = graph.infer(crops)[0]  # batch 2 padded into the captured batch-4 graph
     assert np.isfinite(fp16).all() and np.abs(fp16 - fp32).max() < 0.05
+    assert graph.infer_outputs(crops).left_probability.shape == (2,)  # the graph replays the head too
     assert np.isfinite(graph.infer(np.zeros((1, 1, 128, 128), np.float32))[0]).all()
 
 

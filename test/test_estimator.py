@@ -13,17 +13,24 @@ from hand_pose_ros.inference.estimator import STAGES, Estimate, HandPoseEstimato
 from hand_pose_ros.inference.sample_inputs import realistic_frames
 from hand_pose_ros.model.config import SRNetConfig
 
-CONFIG = SRNetConfig(half_cube_mm=150.0)
+from conftest import RANDOM_MODEL_LEFT_PROBABILITY
+
+CONFIG = SRNetConfig(half_cube_mm=150.0, handedness_head=False)
 
 
 class FixedBackend(Backend):
-    """Returns the same normalised output for every crop, and records what it was given."""
+    """Returns the same normalised output for every crop, and records what it was given.
+    left_probability: a model with a handedness head, saying this for crop k of a call
+    (a sequence, repeated as needed); None: a model without the head."""
     name = "fixed"
 
-    def __init__(self, uvd_norm, confidence=None, config=CONFIG):
+    def __init__(self, uvd_norm, confidence=None, config=CONFIG, left_probability=None):
+        if left_probability is not None:
+            config = config.replace(handedness_head=True)
         super().__init__(config)
         self.uvd_norm = np.asarray(uvd_norm, np.float32)
         self.confidence = np.full(config.num_joints, 0.5, np.float32) if confidence is None else confidence
+        self.left_probability = None if left_probability is None else np.atleast_1d(left_probability)
         self.calls = []
 
     @classmethod
@@ -33,7 +40,10 @@ class FixedBackend(Backend):
     def _infer(self, crops):
         self.calls.append(crops.copy())
         batch = crops.shape[0]
-        return np.repeat(self.uvd_norm[None], batch, 0), np.repeat(self.confidence[None], batch, 0)
+        outputs = (np.repeat(self.uvd_norm[None], batch, 0), np.repeat(self.confidence[None], batch, 0))
+        if self.left_probability is not None:
+            outputs += (np.resize(self.left_probability, batch),)
+        return outputs
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +88,9 @@ def test_random_model_gives_finite_xyz_inside_the_hand_cube(random_onnx_model, f
     # whatever the random weights say, decoded joints stay within the crop cube
     assert np.abs(estimate.xyz - centre).max() < 2 * 150.0
     assert 150 < centre[2] < 1200  # inside the localiser's depth range
+    # conftest's model says "left" with a known probability
+    assert estimate.handedness == "left"
+    assert estimate.left_probability == pytest.approx(RANDOM_MODEL_LEFT_PROBABILITY, abs=1e-5)
     # seeding with the last estimate keeps the same hand
     again = estimator.estimate(depth, cam, seed=estimate)
     assert np.array_equal(estimate.seed_uvd(), estimate.com_uvd)
@@ -136,3 +149,33 @@ def test_half_cube_override_and_bad_input(frame):
     # uint16 depth (as decoded from a 16UC1 message, before float conversion) works too
     assert estimator.estimate(depth.astype(np.uint16), cam).valid
     assert DATASET_INTRINSICS["synthetic"] == cam
+
+
+def test_each_frame_reports_its_handedness(frame):
+    depth, cam = frame
+    other, other_cam = realistic_frames(8)[1]
+    backend = FixedBackend(np.zeros((21, 3)), left_probability=[0.9, 0.2])
+    results = HandPoseEstimator(backend).estimate_batch([(depth, cam), (np.zeros_like(depth), cam),
+                                                         (other, other_cam)])
+    assert results[1] is None  # no hand: nothing to say about it
+    assert (results[0].handedness, results[2].handedness) == ("left", "right")
+    assert results[0].left_probability == pytest.approx(0.9) and results[2].left_probability == pytest.approx(0.2)
+    # A model without a handedness head: unknown, not a guess.
+    plain = HandPoseEstimator(FixedBackend(np.zeros((21, 3)))).estimate(depth, cam)
+    assert plain.handedness is None and plain.left_probability is None
+    # A non-finite probability is unknown too.
+    nan = HandPoseEstimator(FixedBackend(np.zeros((21, 3)), left_probability=np.nan)).estimate(depth, cam)
+    assert nan.valid and nan.handedness is None and nan.left_probability is None
+
+
+def test_backend_handedness_must_match_the_model():
+    """The shared interface refuses a backend whose outputs contradict its model config."""
+    crops = np.zeros((2, 1, 128, 128), np.float32)
+    lying = FixedBackend(np.zeros((21, 3)), left_probability=0.7)
+    lying.config = CONFIG  # says "no head" but the backend returns a handedness
+    with pytest.raises(RuntimeError, match="handedness for a model with handedness_head=False"):
+        lying.infer_outputs(crops)
+    silent = FixedBackend(np.zeros((21, 3)))
+    silent.config = CONFIG.replace(handedness_head=True)
+    with pytest.raises(RuntimeError, match="no handedness for a model with handedness_head=True"):
+        silent.infer(crops)

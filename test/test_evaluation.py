@@ -336,15 +336,16 @@ class _JointIndexBackend:
 
     def __init__(self, names):
         from hand_pose_ros.model.config import SRNetConfig
-        self.config = SRNetConfig(keypoint_names=names, features=16)
+        self.config = SRNetConfig(keypoint_names=names, features=16, handedness_head=False)
         self.calls = 0
 
-    def infer(self, crops):
+    def infer_outputs(self, crops):
+        from hand_pose_ros.inference.backends.base import ModelOutputs
         self.calls += 1
         joints = self.config.num_joints
         uvd = np.zeros((len(crops), joints, 3), np.float32)
         uvd[:, :, 0] = np.arange(joints) / 100.0
-        return uvd, np.ones((len(crops), joints), np.float32)
+        return ModelOutputs(uvd, np.ones((len(crops), joints), np.float32), None)
 
     def describe(self):
         return {"backend": "joint-index"}

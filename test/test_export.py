@@ -33,6 +33,9 @@ def exported(tmp_path_factory):
     folder = tmp_path_factory.mktemp("export")
     torch.manual_seed(1)
     model = SRNet(CONFIG).eval()
+    # A trained-looking handedness head: its output layer starts at zero (P = 0.5 for every
+    # crop), which would make the handedness parity checks trivially pass.
+    torch.nn.init.normal_(model.handedness.mlp[2].weight, std=0.5)
     checkpoint = save_checkpoint(folder / "tiny.pt", model, CONFIG, epoch=2)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -73,8 +76,61 @@ def test_graph_is_clean_and_static_except_batch(exported, random_onnx_model):
     assert export.shape_problems(proto, batch=None) == []
     dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
     assert dims(proto.graph.input[0]) == ["batch", 1, 128, 128]
-    assert [o.name for o in proto.graph.output] == ["uvd", "confidence"]
+    assert [o.name for o in proto.graph.output] == ["uvd", "confidence", "handedness"]
     assert dims(proto.graph.output[0]) == ["batch", 15, 3] and dims(proto.graph.output[1]) == ["batch", 15]
+    assert dims(proto.graph.output[2]) == ["batch"]
+    assert [o.name for o in full.graph.output] == ["uvd", "confidence", "handedness"]
+
+
+def test_metadata_says_whether_the_graph_has_a_handedness_output(exported, tmp_path):
+    from hand_pose_ros.inference.model_file import META_FORMAT, ONNX_FORMAT, ONNX_FORMAT_HANDEDNESS
+
+    proto = onnx.load(str(exported["onnx"]))
+    metadata = {p.key: p for p in proto.metadata_props}
+    assert metadata[META_FORMAT].value == ONNX_FORMAT_HANDEDNESS
+    assert json.loads(metadata[META_CONFIG].value)["handedness_head"] is True
+    # The format and the config disagree: refused, naming the file.
+    metadata[META_FORMAT].value = ONNX_FORMAT
+    onnx.save(proto, str(tmp_path / "format.onnx"))
+    with pytest.raises(ModelFileError, match="format.onnx.*handedness_head=True"):
+        read_onnx_config(tmp_path / "format.onnx")
+    # Config and format say "no head" but the graph has the output: refused too.
+    config = json.loads(metadata[META_CONFIG].value)
+    config["handedness_head"] = False
+    metadata[META_CONFIG].value = json.dumps(config)
+    onnx.save(proto, str(tmp_path / "outputs.onnx"))
+    with pytest.raises(ModelFileError, match=r"outputs.onnx.*expected \['depth'\] / \['uvd', 'confidence'\]"):
+        read_onnx_config(tmp_path / "outputs.onnx")
+
+
+def test_checkpoint_from_before_the_handedness_head_loads_exports_and_infers(tmp_path):
+    """A model file written before the head existed (no handedness_head in its stored
+    config, no head weights, like the shipped models/srnet_synthetic.*) still works
+    everywhere; its handedness is unknown (None)."""
+    from hand_pose_ros.inference.model_file import META_FORMAT, ONNX_FORMAT
+    from hand_pose_ros.model import load_model
+
+    old_config = CONFIG.replace(handedness_head=False)
+    torch.manual_seed(3)
+    model = SRNet(old_config).eval()
+    path = save_checkpoint(tmp_path / "old.pt", model, old_config)
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["handedness_head"]
+    torch.save(payload, path)
+
+    loaded, config, _ = load_model(path)
+    assert config.handedness_head is False and loaded.handedness is None
+    crops = realistic_crops(8)[:2]
+    torch_out = TorchBackend.load(path, "cpu").infer_outputs(crops)
+    assert torch_out.left_probability is None and torch_out.uvd.shape == (2, 15, 3)
+    report = export.export_checkpoint(path, tmp_path / "old.onnx")
+    assert report["parity"]["uvd_max_abs_diff"] <= export.PARITY_TOLERANCE
+    assert "handedness_max_abs_diff" not in report["parity"]
+    proto = onnx.load(str(tmp_path / "old.onnx"))
+    assert [o.name for o in proto.graph.output] == ["uvd", "confidence"]
+    assert {p.key: p.value for p in proto.metadata_props}[META_FORMAT] == ONNX_FORMAT
+    ort_out = OnnxRuntimeBackend.load(tmp_path / "old.onnx", "cpu").infer_outputs(crops)
+    assert ort_out.left_probability is None and np.abs(ort_out.uvd - torch_out.uvd).max() <= 1e-4
 
 
 def test_shape_check_catches_data_dependent_shapes():
@@ -91,15 +147,18 @@ def test_shape_check_catches_data_dependent_shapes():
 def test_onnxruntime_matches_torch_on_realistic_crops(exported, batch):
     crops = realistic_crops(8)[-batch:]  # the synthetic generator's crops
     assert (crops != 0).any() and np.abs(crops).max() < 1
-    uvd, confidence = OnnxRuntimeBackend.load(exported["onnx"], "cpu").infer(crops)
+    uvd, confidence, left = OnnxRuntimeBackend.load(exported["onnx"], "cpu").infer_outputs(crops)
     with torch.no_grad():
         reference = exported["model"](torch.from_numpy(crops))
-    assert uvd.shape == (batch, 15, 3) and confidence.shape == (batch, 15)
+    assert uvd.shape == (batch, 15, 3) and confidence.shape == (batch, 15) and left.shape == (batch,)
     assert np.abs(uvd - reference["uvd"].numpy()).max() <= 1e-4
     assert np.abs(confidence - reference["confidence"].numpy()).max() <= 1e-4
+    assert np.abs(left - reference["handedness"].numpy()).max() <= 1e-4
+    assert np.abs(left - 0.5).max() > 1e-3  # a head that says something (see the fixture)
     # the torch backend on the checkpoint agrees too
-    torch_uvd, _ = TorchBackend.load(exported["checkpoint"], "cpu").infer(crops)
-    assert np.abs(torch_uvd - uvd).max() <= 1e-4
+    torch_uvd, _, torch_left = TorchBackend.load(exported["checkpoint"], "cpu").infer_outputs(crops)
+    assert np.abs(torch_uvd - uvd).max() <= 1e-4 and np.abs(torch_left - left).max() <= 1e-4
+    assert exported["report"]["parity"]["handedness_max_abs_diff"] <= export.PARITY_TOLERANCE
 
 
 def test_parity_check_detects_a_different_model(exported):
@@ -107,6 +166,7 @@ def test_parity_check_detects_a_different_model(exported):
     other = SRNet(CONFIG).eval()
     result = export.parity(exported["onnx"], other, realistic_crops(8)[:2])
     assert result["uvd_max_abs_diff"] > 1e-3
+    assert result["handedness_max_abs_diff"] > 1e-3  # the other head is undecided (0.5), ours is not
 
 
 def test_fp16_path_has_no_nan_on_an_all_zero_crop():
@@ -158,7 +218,8 @@ def test_info_json_for_checkpoint_and_onnx(exported, capsys):
         assert info["summary"]["parameters"] == sum(p.numel() for p in exported["model"].parameters())
         assert info["summary"]["macs_per_frame"] > 0
     assert info["kind"] == "onnx" and info["onnx"]["opset"] == 17
-    assert info["onnx"]["outputs"] == {"uvd": ["batch", 15, 3], "confidence": ["batch", 15]}
+    assert info["onnx"]["outputs"] == {"uvd": ["batch", 15, 3], "confidence": ["batch", 15],
+                                       "handedness": ["batch"]}
     assert cli.main(["info", str(exported["checkpoint"]), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["training"] == {"epoch": 2}
     assert cli.main(["info", str(exported["checkpoint"])]) == 0

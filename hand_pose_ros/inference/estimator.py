@@ -1,7 +1,8 @@
 """The whole per-frame pipeline, shared by the pose node, the evaluator and `hand-pose bench`:
 
     depth_mm [H,W] -> localise hand (centre of mass) -> crop + normalise [1,m,m]
-      -> backend.infer -> recover (u px, v px, d mm) -> xyz (mm, camera optical frame)
+      -> backend.infer_outputs -> recover (u px, v px, d mm) -> xyz (mm, camera optical frame)
+                               -> handedness ("left" / "right", None without a handedness head)
 
     estimator = HandPoseEstimator.from_model_file("models/srnet.onnx")
     estimate = estimator.estimate(depth_mm, cam)          # Estimate, or None (no hand)
@@ -21,6 +22,13 @@ from .backends.base import Backend
 STAGES = ("localise", "crop", "infer", "recover")
 
 
+def handedness_from_probability(left_probability: float | None) -> str | None:
+    """P(left hand) -> "left" (> 0.5) / "right"; None (no handedness head, or not finite) -> None."""
+    if left_probability is None or not np.isfinite(left_probability):
+        return None
+    return "left" if left_probability > 0.5 else "right"
+
+
 @dataclass
 class Estimate:
     """One hand in one frame. All arrays are finite: when the network's output is not
@@ -36,6 +44,12 @@ class Estimate:
     timings_ms: dict = field(default_factory=dict)   # stage -> ms (localise, crop, infer, recover, total)
     valid: bool = True
     reason: str = ""
+    left_probability: float | None = None  # P(left hand) from the network; None: the model has no head
+
+    @property
+    def handedness(self) -> str | None:
+        """"left" / "right" as the network sees it; None when the model cannot tell."""
+        return handedness_from_probability(self.left_probability)
 
     @property
     def mean_confidence(self) -> float:
@@ -113,12 +127,15 @@ class HandPoseEstimator:
 
         t0 = time.perf_counter()
         batch = np.stack([crop.image for _, _, crop in pending])[:, None]  # [B,1,m,m]
-        uvd_norm, confidence = self.backend.infer(batch)           # [B,J,3], [B,J]
+        outputs = self.backend.infer_outputs(batch)                # [B,J,3], [B,J], [B] or None
         infer_ms = (time.perf_counter() - t0) * 1e3
 
         t0 = time.perf_counter()
-        for (index, cam, crop), norm, conf in zip(pending, uvd_norm, confidence):
-            results[index] = self._recover(norm, conf, crop, cam)
+        left = outputs.left_probability
+        for k, (index, cam, crop) in enumerate(pending):
+            results[index] = self._recover(outputs.uvd[k], outputs.confidence[k], crop, cam)
+            if left is not None and np.isfinite(left[k]):
+                results[index].left_probability = float(left[k])
         recover_ms = (time.perf_counter() - t0) * 1e3
 
         # Per-frame timing: the shared stages split evenly over the frames that used them.

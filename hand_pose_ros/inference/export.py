@@ -4,9 +4,11 @@
                      [--tensorrt [--precision fp16|fp32|int8] [--max-batch N] [--engine-cache DIR]]
 
 The graph: input `depth` [B,1,m,m] float32 (B a dynamic axis, or fixed with --batch N),
-outputs `uvd` [B,J,3] (normalised) and `confidence` [B,J]. The SRNetConfig JSON and the
-keypoint names are stored as metadata_props (model_file.META_*), so `hand-pose info` and the
-backends know what the file needs without being told.
+outputs `uvd` [B,J,3] (normalised), `confidence` [B,J] and, for a model with a handedness
+head, `handedness` [B] (P(left hand)). The SRNetConfig JSON, the keypoint names and the
+output layout (META_FORMAT: model_file.onnx_format) are stored as metadata_props
+(model_file.META_*), so `hand-pose info` and the backends know what the file has without
+being told.
 
 Exporter choice: torch.onnx.export(dynamo=True) (torch.export + onnxscript). It writes
 InstanceNorm2d as one InstanceNormalization node, the 64x64 spatial softmax as one Softmax
@@ -29,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from .backends.base import setup_cli_logging
-from .model_file import (INPUT_NAME, META_CONFIG, META_FORMAT, META_KEYPOINTS, META_SOURCE_SHA256,
-                         ONNX_FORMAT, OUTPUT_NAMES, model_file_error, model_kind, read_onnx_config,
-                         sha256_file)
+from .model_file import (HANDEDNESS_OUTPUT, INPUT_NAME, META_CONFIG, META_FORMAT, META_KEYPOINTS,
+                         META_SOURCE_SHA256, model_file_error, model_kind, onnx_format, output_names,
+                         read_onnx_config, sha256_file)
 
 log = logging.getLogger("hand_pose_ros.inference")
 
@@ -60,21 +62,21 @@ def export_onnx(model, config, onnx_path, opset: int = MIN_OPSET, batch: int | N
     import onnx
     import torch
 
-    from .backends.torch_backend import UvdConfidence
+    from .backends.torch_backend import GraphOutputs
 
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old: TensorRT and this graph need opset >= {MIN_OPSET}")
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     m = config.input_size
-    wrapper = UvdConfidence(model.float().eval().cpu()).eval()
+    wrapper = GraphOutputs(model.float().eval().cpu()).eval()
     # An example batch of 2: torch.export specialises a size-1 axis to a constant.
     example = torch.zeros((batch or 2, 1, m, m), dtype=torch.float32)
     dynamic_shapes = None if batch else ({0: torch.export.Dim(BATCH_SYMBOL, min=1, max=4096)},)
     start = time.perf_counter()
     with torch.no_grad():
         program = torch.onnx.export(wrapper, (example,), None, dynamo=True, opset_version=opset,
-                                    input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                                    input_names=[INPUT_NAME], output_names=list(output_names(config)),
                                     dynamic_shapes=dynamic_shapes, external_data=False,
                                     optimize=True, verbose=False)
     proto = program.model_proto
@@ -87,7 +89,7 @@ def export_onnx(model, config, onnx_path, opset: int = MIN_OPSET, batch: int | N
     proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
     _rename_batch_symbol(proto, batch)
     metadata = {META_CONFIG: config.to_json(), META_KEYPOINTS: json.dumps(list(config.keypoint_names)),
-                META_FORMAT: ONNX_FORMAT}
+                META_FORMAT: onnx_format(config)}
     if source_sha256:
         metadata[META_SOURCE_SHA256] = source_sha256
     del proto.metadata_props[:]
@@ -153,17 +155,24 @@ def shape_problems(proto, batch: int | None) -> list[str]:
 
 
 def parity(onnx_path, model, crops: np.ndarray) -> dict:
-    """Max abs difference between ONNX Runtime (CPU) and PyTorch (CPU, FP32) on `crops`."""
+    """Max abs difference between ONNX Runtime (CPU) and PyTorch (CPU, FP32) on `crops`,
+    per output (handedness_max_abs_diff: in probability, for a model with the head)."""
     import torch
 
     from .backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    ort_uvd, ort_conf = OnnxRuntimeBackend.load(onnx_path, "cpu").infer(crops)
+    ort = OnnxRuntimeBackend.load(onnx_path, "cpu").infer_outputs(crops)
     with torch.no_grad():
         out = model.float().eval().cpu()(torch.from_numpy(crops))
-    return {"uvd_max_abs_diff": float(np.abs(ort_uvd - out["uvd"].numpy()).max()),
-            "confidence_max_abs_diff": float(np.abs(ort_conf - out["confidence"].numpy()).max()),
-            "crops": int(crops.shape[0])}
+    report = {"uvd_max_abs_diff": float(np.abs(ort.uvd - out["uvd"].numpy()).max()),
+              "confidence_max_abs_diff": float(np.abs(ort.confidence - out["confidence"].numpy()).max()),
+              "crops": int(crops.shape[0])}
+    if (ort.left_probability is None) != ("handedness" not in out):
+        raise RuntimeError(f"{onnx_path}: the ONNX file and the model disagree on having a "
+                           f"{HANDEDNESS_OUTPUT!r} output")
+    if ort.left_probability is not None:
+        report["handedness_max_abs_diff"] = float(np.abs(ort.left_probability - out["handedness"].numpy()).max())
+    return report
 
 
 def fp16_check(model, config, crops: np.ndarray, device: str | None = None) -> dict:
@@ -210,9 +219,11 @@ def export_checkpoint(checkpoint, onnx_path, opset: int = MIN_OPSET, batch: int 
         crops = realistic_crops(8, config.input_size, config.half_cube_mm)[:batch or 4]
     if verify:
         report["parity"] = parity(path, model, crops)
-        if report["parity"]["uvd_max_abs_diff"] > PARITY_TOLERANCE:
-            raise RuntimeError(f"{path}: ONNX Runtime and PyTorch differ by {report['parity']['uvd_max_abs_diff']:.2e} "
-                               f"(> {PARITY_TOLERANCE}) on realistic crops")
+        for output in ("uvd", "handedness"):
+            diff = report["parity"].get(f"{output}_max_abs_diff", 0.0)
+            if diff > PARITY_TOLERANCE:
+                raise RuntimeError(f"{path}: ONNX Runtime and PyTorch {output} differ by {diff:.2e} "
+                                   f"(> {PARITY_TOLERANCE}) on realistic crops")
     if fp16:
         report["fp16_check"] = fp16_check(model, config, crops)
         if not report["fp16_check"]["finite"]:

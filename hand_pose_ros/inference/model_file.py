@@ -20,8 +20,21 @@ META_KEYPOINTS = "hand_pose_ros.keypoint_names"      # JSON list, == config.keyp
 META_SOURCE_SHA256 = "hand_pose_ros.source_sha256"   # sha256 of the checkpoint it came from
 META_FORMAT = "hand_pose_ros.format"                 # layout of inputs / outputs, see below
 ONNX_FORMAT = "srnet-uvd-confidence-v1"              # depth [B,1,m,m] -> uvd [B,J,3], confidence [B,J]
+# The same plus handedness [B] = P(left hand), for a model with config.handedness_head.
+ONNX_FORMAT_HANDEDNESS = "srnet-uvd-confidence-handedness-v1"
 INPUT_NAME = "depth"
-OUTPUT_NAMES = ("uvd", "confidence")
+OUTPUT_NAMES = ("uvd", "confidence")                 # what every model file has
+HANDEDNESS_OUTPUT = "handedness"
+
+
+def output_names(config: SRNetConfig) -> tuple[str, ...]:
+    """The graph outputs of a model with this config, in order."""
+    return OUTPUT_NAMES + ((HANDEDNESS_OUTPUT,) if config.handedness_head else ())
+
+
+def onnx_format(config: SRNetConfig) -> str:
+    """The META_FORMAT value of an ONNX file exported from a model with this config."""
+    return ONNX_FORMAT_HANDEDNESS if config.handedness_head else ONNX_FORMAT
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 ONNX_SUFFIXES = (".onnx",)
@@ -115,8 +128,12 @@ def config_from_onnx_metadata(metadata: dict, path) -> SRNetConfig:
             raise model_file_error(path, f"'{META_KEYPOINTS}' metadata {list(names)} disagrees with the "
                                          f"model config's {list(config.keypoint_names)}")
     fmt = metadata.get(META_FORMAT, ONNX_FORMAT)
-    if fmt != ONNX_FORMAT:
-        raise model_file_error(path, f"ONNX format {fmt!r} is not the supported {ONNX_FORMAT!r}")
+    if fmt not in (ONNX_FORMAT, ONNX_FORMAT_HANDEDNESS):
+        raise model_file_error(path, f"ONNX format {fmt!r} is not one of the supported "
+                                     f"{[ONNX_FORMAT, ONNX_FORMAT_HANDEDNESS]}")
+    if fmt != onnx_format(config):
+        raise model_file_error(path, f"ONNX format {fmt!r} disagrees with the model config's "
+                                     f"handedness_head={config.handedness_head}")
     return config
 
 
@@ -126,22 +143,24 @@ def check_onnx_io(proto, config: SRNetConfig, path) -> None:
     initializers = {t.name for t in proto.graph.initializer}
     inputs = [n for n in inputs if n not in initializers]
     outputs = [o.name for o in proto.graph.output]
-    if inputs != [INPUT_NAME] or tuple(outputs[:2]) != OUTPUT_NAMES:
+    expected = list(output_names(config))
+    if inputs != [INPUT_NAME] or outputs != expected:
         raise model_file_error(path, f"ONNX inputs {inputs} / outputs {outputs}; expected "
-                                     f"[{INPUT_NAME!r}] / {list(OUTPUT_NAMES)}")
+                                     f"[{INPUT_NAME!r}] / {expected}")
 
     def dims(value_info):
         return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
                 for d in value_info.type.tensor_type.shape.dim]
 
     m, j = config.input_size, config.num_joints
-    got = {"depth": dims(proto.graph.input[0]), "uvd": dims(proto.graph.output[0]),
-           "confidence": dims(proto.graph.output[1])}
-    want = {"depth": [1, m, m], "uvd": [j, 3], "confidence": [j]}
+    got = {"depth": dims(proto.graph.input[0]),
+           **{value.name: dims(value) for value in proto.graph.output}}
+    want = {"depth": [1, m, m], "uvd": [j, 3], "confidence": [j], HANDEDNESS_OUTPUT: []}
     for name, shape in got.items():
-        if shape[1:] != want[name]:
+        if len(shape) != 1 + len(want[name]) or shape[1:] != want[name]:
+            needed = ", ".join(["B", *map(str, want[name])])
             raise model_file_error(path, f"ONNX tensor {name!r} has shape {shape}; the stored model config "
-                                         f"needs [B, {', '.join(map(str, want[name]))}]")
+                                         f"needs [{needed}]")
 
 
 def read_onnx_model(path, check: bool = True):

@@ -196,7 +196,11 @@ class HandednessHead(nn.Module):
         nn.init.zeros_(self.mlp[2].bias)
 
     def forward(self, features: Tensor) -> Tensor:
-        pooled = torch.cat((features.mean(dim=(-2, -1)), features.amax(dim=(-2, -1))), dim=-1)  # [B,2F]
+        # Pooling ops over the static map size, not mean()/amax(): those export as opset-18
+        # reductions with an axes input, which the exporter cannot convert down to opset 17.
+        window = features.shape[-2:]
+        pooled = torch.cat((F.avg_pool2d(features, window), F.max_pool2d(features, window)), dim=1)
+        pooled = pooled.flatten(1)                    # [B,2F]
         return self.mlp(pooled).squeeze(-1).float()  # [B] logit, FP32 for the sigmoid and the loss
 
 

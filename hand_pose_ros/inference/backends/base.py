@@ -3,6 +3,7 @@
     backend = SomeBackend.load(model_path, device="cpu", precision="fp32", **opts)
     backend.warmup(batch_size)
     uvd_norm, confidence = backend.infer(crops)   # [B,1,m,m] float32 -> [B,J,3], [B,J]
+    outputs = backend.infer_outputs(crops)        # ModelOutputs: + left_probability [B] or None
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 import sys
 import time
 from abc import ABC, abstractmethod
+from typing import NamedTuple
 
 import numpy as np
 
@@ -18,6 +20,13 @@ from ...model.config import SRNetConfig
 log = logging.getLogger("hand_pose_ros.inference")
 
 PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class ModelOutputs(NamedTuple):
+    """Everything a model returns for a batch of B crops."""
+    uvd: np.ndarray                       # [B,J,3] float32, normalised
+    confidence: np.ndarray                # [B,J] float32 in [0, 1]
+    left_probability: np.ndarray | None   # [B] float32 P(left hand); None: the model has no handedness head
 
 
 def setup_cli_logging() -> None:
@@ -63,22 +72,42 @@ class Backend(ABC):
         """Read a model file and make it ready to run (None: the backend's default device /
         precision). Bad files raise model.ModelFileError naming the file."""
 
+    @property
+    def has_handedness(self) -> bool:
+        """Whether the model reports which hand it sees (config.handedness_head)."""
+        return self.config.handedness_head
+
     @abstractmethod
-    def _infer(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """crops [B,1,m,m] float32 contiguous -> (uvd_norm [B,J,3], confidence [B,J]) numpy."""
+    def _infer(self, crops: np.ndarray) -> tuple:
+        """crops [B,1,m,m] float32 contiguous -> (uvd_norm [B,J,3], confidence [B,J]) numpy,
+        plus left_probability [B] as a third item when the model has a handedness head."""
 
     def infer(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """crops [B,1,m,m] float32 ([B,m,m] and a single [m,m] crop are accepted too)
         -> (uvd_norm [B,J,3] float32, confidence [B,J] float32)."""
+        outputs = self.infer_outputs(crops)
+        return outputs.uvd, outputs.confidence
+
+    def infer_outputs(self, crops: np.ndarray) -> ModelOutputs:
+        """Like infer, with the handedness: ModelOutputs(uvd, confidence, left_probability),
+        left_probability None when the model has no handedness head."""
         crops = self._check_crops(crops)
-        uvd, confidence = self._infer(crops)
+        uvd, confidence, *rest = self._infer(crops)
         uvd = np.asarray(uvd, dtype=np.float32)
         confidence = np.asarray(confidence, dtype=np.float32)
         batch, joints = crops.shape[0], self.config.num_joints
         if uvd.shape != (batch, joints, 3) or confidence.shape != (batch, joints):
             raise RuntimeError(f"{self.name} backend returned uvd {uvd.shape} / confidence {confidence.shape}, "
                                f"expected {(batch, joints, 3)} / {(batch, joints)}")
-        return uvd, confidence
+        left = rest[0] if rest else None
+        if self.has_handedness != (left is not None):
+            raise RuntimeError(f"{self.name} backend returned {'a' if left is not None else 'no'} handedness "
+                               f"for a model with handedness_head={self.has_handedness}")
+        if left is not None:
+            left = np.asarray(left, dtype=np.float32).reshape(-1)
+            if left.shape != (batch,):
+                raise RuntimeError(f"{self.name} backend returned handedness {left.shape}, expected {(batch,)}")
+        return ModelOutputs(uvd, confidence, left)
 
     def warmup(self, batch_size: int = 1, iterations: int = 3) -> float:
         """Run a few zero batches (first-call allocations, autotuning, graph capture);
@@ -97,7 +126,8 @@ class Backend(ABC):
         """What runs: for logs, `hand-pose bench` and diagnostics."""
         return {"backend": self.name, "device": self.device, "precision": self.precision,
                 "model": str(self.model_path) if self.model_path else None,
-                "joints": self.config.num_joints, "input_size": self.config.input_size}
+                "joints": self.config.num_joints, "input_size": self.config.input_size,
+                "handedness": self.has_handedness}
 
     def _check_crops(self, crops) -> np.ndarray:
         crops = np.asarray(crops)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model_file import INPUT_NAME, OUTPUT_NAMES, check_expected, model_file_error, model_kind, read_onnx_model
+from ..model_file import INPUT_NAME, check_expected, model_file_error, model_kind, output_names, read_onnx_model
 from ..onnx_graph import precise_instance_norm
 from .base import Backend, check_precision, log, normalise_device
 
@@ -54,6 +54,7 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, session, config, model_path, device, precision, threads, precise_norm):
         super().__init__(config, model_path, device, precision)
         self.session = session
+        self.output_names = list(output_names(config))
         self.threads = threads
         self.precise_norm = precise_norm
 
@@ -104,8 +105,7 @@ class OnnxRuntimeBackend(Backend):
         return cls(session, config, model_path, device, precision, threads, precise_norm and not tensorrt)
 
     def _infer(self, crops: np.ndarray):
-        uvd, confidence = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: crops})
-        return uvd, confidence
+        return tuple(self.session.run(self.output_names, {INPUT_NAME: crops}))
 
     def describe(self) -> dict:
         import onnxruntime

@@ -19,9 +19,11 @@ from .base import Backend, check_precision, log, normalise_device
 FP16_MODES = ("half", "autocast")
 
 
-class UvdConfidence(torch.nn.Module):
-    """Wraps SRNet so a call returns just (uvd [B,J,3], confidence [B,J]): what export,
-    CUDA-graph capture and torch.compile need (no list of intermediate stages)."""
+class GraphOutputs(torch.nn.Module):
+    """Wraps SRNet so a call returns just the deployed outputs as a tuple: (uvd [B,J,3],
+    confidence [B,J]) and, for a model with a handedness head, handedness [B] = P(left):
+    what export, CUDA-graph capture and torch.compile need (no list of intermediate
+    stages). The order is model_file.output_names(config)."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
@@ -29,6 +31,8 @@ class UvdConfidence(torch.nn.Module):
 
     def forward(self, depth):
         out = self.model(depth)
+        if "handedness" in out:
+            return out["uvd"], out["confidence"], out["handedness"]
         return out["uvd"], out["confidence"]
 
 
@@ -58,7 +62,7 @@ class TorchBackend(Backend):
             model = model.half()
         for p in model.parameters():
             p.requires_grad_(False)
-        self.module = UvdConfidence(model).eval()
+        self.module = GraphOutputs(model).eval()
         self.compiled = bool(compile)
         self.compile_mode = compile_mode
         if compile:
@@ -72,7 +76,7 @@ class TorchBackend(Backend):
         else:
             self.runner = self.module
         self.cuda_graph = bool(cuda_graph)
-        self._graphs: dict[int, tuple] = {}  # batch size -> (graph, static in, static uvd, static conf)
+        self._graphs: dict[int, tuple] = {}  # batch size -> (graph, static in, static outputs)
 
     @classmethod
     def load(cls, model_path, device=None, precision=None, expected_keypoints=None, **opts) -> "TorchBackend":
@@ -108,12 +112,12 @@ class TorchBackend(Backend):
         batch = crops.shape[0]
         x = torch.from_numpy(crops)
         if self.cuda_graph:
-            uvd, confidence = self._replay(x)
+            outputs = self._replay(x)
         else:
             x = x.to(self.device, non_blocking=True).to(self.input_dtype)
-            uvd, confidence = self._forward(x)
+            outputs = self._forward(x)
         # .float() before .cpu(): one small FP32 copy back, whatever the compute precision.
-        return (uvd[:batch].float().cpu().numpy(), confidence[:batch].float().cpu().numpy())
+        return tuple(output[:batch].float().cpu().numpy() for output in outputs)
 
     def _replay(self, x):
         """Run through a captured CUDA graph of the smallest captured batch >= B (padding
@@ -123,12 +127,12 @@ class TorchBackend(Backend):
         size = sizes[0] if sizes else batch
         if size not in self._graphs:
             self._capture(size)
-        graph, static_in, static_uvd, static_conf = self._graphs[size]
+        graph, static_in, static_outputs = self._graphs[size]
         static_in[:batch].copy_(x.to(self.input_dtype), non_blocking=True)
         if batch < size:
             static_in[batch:].zero_()
         graph.replay()
-        return static_uvd, static_conf
+        return static_outputs
 
     def _capture(self, batch: int) -> None:
         start = time.perf_counter()
@@ -144,9 +148,9 @@ class TorchBackend(Backend):
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            static_uvd, static_conf = self._forward(static_in)
+            static_outputs = self._forward(static_in)
         torch.cuda.synchronize(self.device)
-        self._graphs[batch] = (graph, static_in, static_uvd, static_conf)
+        self._graphs[batch] = (graph, static_in, static_outputs)
         log.info("torch backend: captured a CUDA graph for batch %d in %.2f s", batch, time.perf_counter() - start)
 
     def warmup(self, batch_size: int = 1, iterations: int = 3) -> float:
