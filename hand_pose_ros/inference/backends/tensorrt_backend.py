@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model_file import (INPUT_NAME, OUTPUT_NAMES, check_expected, model_file_error, model_kind,
+from ..model_file import (HANDEDNESS_OUTPUT, INPUT_NAME, check_expected, model_file_error, model_kind, output_names,
                           read_onnx_config, sha256_file)
 from .base import Backend, check_precision, log, normalise_device
 from .cuda_memory import cuda_api
@@ -156,14 +156,17 @@ class TensorRTBackend(Backend):
         self.engine_path, self.built, self.key = engine_path, built, key
         self.context = engine.create_execution_context()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        if sorted(names) != sorted((INPUT_NAME,) + OUTPUT_NAMES):
-            raise model_file_error(engine_path, f"engine tensors {names}, expected {[INPUT_NAME, *OUTPUT_NAMES]}")
+        self.output_names = output_names(config)
+        if sorted(names) != sorted((INPUT_NAME,) + self.output_names):
+            raise model_file_error(engine_path, f"engine tensors {names}, expected {[INPUT_NAME, *self.output_names]}")
         self.max_batch = key.batch_profile[2]
         m, j = config.input_size, config.num_joints
         self.stream = cuda.stream()
         self.host = {INPUT_NAME: cuda.pinned((self.max_batch, 1, m, m), np.float32),
                      "uvd": cuda.pinned((self.max_batch, j, 3), np.float32),
                      "confidence": cuda.pinned((self.max_batch, j), np.float32)}
+        if HANDEDNESS_OUTPUT in self.output_names:
+            self.host[HANDEDNESS_OUTPUT] = cuda.pinned((self.max_batch,), np.float32)
         self.device_buffers = {name: cuda.malloc(array.nbytes) for name, array in self.host.items()}
         for name, buffer in self.device_buffers.items():
             self.context.set_tensor_address(name, cuda.pointer(buffer))
@@ -229,7 +232,7 @@ class TensorRTBackend(Backend):
 
     def _infer(self, crops: np.ndarray):
         outputs = [self._run_chunk(crops[i:i + self.max_batch]) for i in range(0, len(crops), self.max_batch)]
-        return (np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs]))
+        return tuple(np.concatenate([o[k] for o in outputs]) for k in range(len(self.output_names)))
 
     def _run_chunk(self, crops: np.ndarray):
         batch = crops.shape[0]
@@ -242,10 +245,10 @@ class TensorRTBackend(Backend):
         cuda.copy_to_device(self.device_buffers[INPUT_NAME], self.host[INPUT_NAME][:run], self.stream)
         if not self.context.execute_async_v3(cuda.stream_handle(self.stream)):
             raise RuntimeError("TensorRT execute_async_v3 failed")
-        for name in OUTPUT_NAMES:
+        for name in self.output_names:
             cuda.copy_to_host(self.host[name][:run], self.device_buffers[name], self.stream)
         cuda.synchronize(self.stream)
-        return self.host["uvd"][:batch].copy(), self.host["confidence"][:batch].copy()
+        return tuple(self.host[name][:batch].copy() for name in self.output_names)
 
     def synchronize(self) -> None:
         self.cuda.synchronize(self.stream)
