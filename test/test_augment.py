@@ -135,3 +135,24 @@ def test_runs_on_cuda_like_cpu_when_available():
     gpu = augment_batch(images.cuda(), uvd.cuda(), torch.Generator().manual_seed(1))
     np.testing.assert_allclose(gpu[1].cpu().numpy(), cpu[1].numpy(), atol=1e-5)
     np.testing.assert_allclose(gpu[0].cpu().numpy(), cpu[0].numpy(), atol=1e-4)
+
+
+def test_never_mirrors_so_handedness_labels_stay_true():
+    """A mirror turns a left hand into a right one. The transforms are rotations and positive
+    scales, so the orientation of every label triangle in the image plane (the sign of its
+    signed area) is kept, for every draw, even at the widest settings."""
+    images, uvd = blob_crops(batch=64, seed=5)
+    wide = AugmentConfig(rotation_deg=180.0, scale_range=(0.5, 1.5), shift_mm=20.0)
+    _, moved = augment_batch(images, uvd, generator=torch.Generator().manual_seed(9), config=wide)
+
+    def signed_areas(labels):  # [B, J-2] over triangles (0, k, k + 1)
+        a = labels[:, 1:-1, :2] - labels[:, :1, :2]
+        b = labels[:, 2:, :2] - labels[:, :1, :2]
+        return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+    before, after = signed_areas(uvd), signed_areas(moved)
+    large = before.abs() > 1e-3  # skip near-degenerate triangles
+    assert large.sum() > 100
+    assert (torch.sign(before[large]) == torch.sign(after[large])).all()
+    with pytest.raises(ValueError, match="scale_range"):
+        AugmentConfig(scale_range=(-1.2, -0.8))  # a negative scale would be a point mirror

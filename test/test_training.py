@@ -98,6 +98,44 @@ def test_config_errors_name_the_key(data, message):
     assert message in str(error.value) and "my.yaml" in str(error.value)
 
 
+def test_handedness_head_only_where_the_dataset_has_handedness_labels(tmp_path):
+    from hand_pose_ros.training.data import dataset_joints
+
+    synthetic = tiny_config(tmp_path)
+    assert synthetic.model_config(*dataset_joints("synthetic")).handedness_head is True
+    off = tiny_config(tmp_path, model={"handedness_head": False})
+    assert off.model_config(*dataset_joints("synthetic")).handedness_head is False
+    nyu = TrainConfig.from_dict({"dataset": "nyu", "root": str(tmp_path)})
+    assert nyu.model_config(*dataset_joints("nyu")).handedness_head is False  # nothing to learn from
+    with pytest.raises(ValueError, match="nyu frames have no handedness labels"):
+        TrainConfig.from_dict({"dataset": "nyu", "model": {"handedness_head": True}})
+    with pytest.raises(ValueError, match="handedness_weight"):
+        tiny_config(tmp_path, loss={"handedness_weight": -0.1})
+
+
+def test_init_from_a_checkpoint_without_the_handedness_head(tmp_path):
+    """--init from a model file written before the head existed: every other weight is
+    taken, the head starts untrained."""
+    from hand_pose_ros.model import SRNet, SRNetConfig
+    from hand_pose_ros.training.trainer import _load_init_weights
+
+    config = SRNetConfig(features=16, hourglass_level=1, input_size=64, map_size=32)
+    old = SRNet(config.replace(handedness_head=False))
+    new = SRNet(config)
+    head_before = {k: v.clone() for k, v in new.state_dict().items() if k.startswith("handedness.")}
+    _load_init_weights(new, old.state_dict(), "old.pt")
+    for name, value in old.state_dict().items():
+        assert torch.equal(new.state_dict()[name], value), name
+    for name, value in head_before.items():
+        assert torch.equal(new.state_dict()[name], value), name
+    # The other way round (a synthetic model fine-tuned on a dataset without labels): head dropped.
+    _load_init_weights(old, new.state_dict(), "new.pt")
+    # Anything else missing is still an error.
+    partial = {k: v for k, v in old.state_dict().items() if not k.startswith("low_level.")}
+    with pytest.raises(ValueError, match="weights do not match"):
+        _load_init_weights(SRNet(config), partial, "partial.pt")
+
+
 def test_set_needs_key_value():
     with pytest.raises(ValueError, match="expected key=value"):
         TrainConfig().with_set(["epochs"])
@@ -250,11 +288,17 @@ def test_short_run_writes_everything(short_run):
     assert saved["best_val_error_mm"] == min(c["val_error_mm"] for c in saved["val_curve"])
     assert saved["images_per_s"] > 0 and saved["device"] == "cpu"
     assert saved["loss_weights"]["alpha"] == 0.5           # two_stage default: both terms
+    assert saved["loss_weights"]["handedness_weight"] == 0.05
+    # Synthetic frames say which hand they show: the model has the head, validation scores it.
+    accuracy = saved["final_val_handedness_acc"]
+    assert 0 <= accuracy <= 1 and (accuracy * config.val_frames) % 1 == 0  # a share of the 8 frames
 
     last = read_checkpoint(out / "last.pt")
     assert last["train_config"] == config.to_dict()
     assert last["config"]["keypoint_names"] == list(keypoints.CANONICAL)
     assert last["config"]["features"] == 16 and last["config"]["extra"]["dataset"] == "synthetic"
+    assert last["config"]["handedness_head"] is True
+    assert any(name.startswith("handedness.") for name in last["state_dict"])
     assert {"optimizer", "scheduler", "rng", "epoch", "global_step"} <= set(last)
     best = read_checkpoint(out / "best.pt")
     assert best["val_error_mm"] == saved["best_val_error_mm"]
@@ -268,12 +312,14 @@ def test_scalars_have_loss_lr_val_and_throughput(short_run):
     events.Reload()
     tags = set(events.Tags()["scalars"])
     expected = {"loss/total", "loss/stage1/uvd", "loss/stage2/heatmap", "loss/stage2/depth", "lr",
-                "val/mean_error_mm", "throughput/images_per_s"}
+                "val/mean_error_mm", "throughput/images_per_s", "loss/handedness", "val/handedness_acc"}
     assert expected <= tags
     lines = [json.loads(line) for line in (Path(config.out) / "scalars.jsonl").read_text().splitlines()]
     assert expected <= {line["tag"] for line in lines}
     val = [line["value"] for line in lines if line["tag"] == "val/mean_error_mm"]
     assert val == [c["val_error_mm"] for c in summary["val_curve"]]
+    handedness = [line["value"] for line in lines if line["tag"] == "val/handedness_acc"]
+    assert len(handedness) == len(val) and handedness[-1] == summary["final_val_handedness_acc"]
 
 
 def test_resume_is_exact(short_run, tmp_path):

@@ -7,6 +7,9 @@ Per sample, uniformly at random:
 - a centre shift of up to +-shift_mm along each of x, y, z: the hand moves by that much
   inside the cube, as if the localiser had missed its centre.
 
+No mirroring, on purpose: a mirrored left hand is a right hand, so a flip would have to flip
+the handedness label too (rotations and positive scales keep it).
+
 Images and labels are moved by the same transform. Labels map to crop pixels through
 crop.label_to_crop_pixels: exactly when the crops' `box` is given (pass it); without it the
 nominal map px = 128*u_n + 63.5 is used, whose centre can be off by up to 0.5 px, so labels

@@ -15,6 +15,9 @@ import yaml
 from ..model.config import SRNetConfig
 
 DATASETS = ("synthetic", "nyu", "icvl", "msra", "hands2017")
+# Datasets whose frames say which hand they show (synthetic: info["is_left"]). On the others
+# the model is built without a handedness head: it could never learn, and would report noise.
+DATASETS_WITH_HANDEDNESS = ("synthetic",)
 AMP_MODES = ("off", "bf16", "fp16")
 SCHEDULES = ("step", "time")
 MSRA_SUBJECTS = 9  # P0..P8, leave-one-subject-out folds
@@ -51,6 +54,9 @@ class LossConfig:
     alpha: float | None = None
     lambda_h: float = 1.0
     lambda_d: float = 0.01
+    # + handedness_weight * BCE(handedness logit, is left). None: model.losses.HANDEDNESS_WEIGHT
+    # (0.05, why there). Frames without a handedness label add nothing.
+    handedness_weight: float | None = None
 
 
 @dataclass
@@ -116,6 +122,8 @@ class TrainConfig:
             raise ValueError(f"loss.alpha={self.loss.alpha} must be in [0, 1]")
         if self.loss.lambda_h < 0 or self.loss.lambda_d < 0:
             raise ValueError("loss.lambda_h and loss.lambda_d must be >= 0")
+        if self.loss.handedness_weight is not None and not self.loss.handedness_weight >= 0:
+            raise ValueError(f"loss.handedness_weight={self.loss.handedness_weight} must be >= 0")
         if self.optim.schedule not in SCHEDULES:
             raise ValueError(f"optim.schedule={self.optim.schedule!r} is not one of {SCHEDULES}")
         if self.optim.schedule == "time" and self.time_budget_min is None:
@@ -130,6 +138,9 @@ class TrainConfig:
         if bad:
             raise ValueError(f"model.{bad[0]} comes from the dataset; do not set it in the training config")
         SRNetConfig.from_dict(dict(self.model))  # raises on unknown fields / bad values
+        if self.model.get("handedness_head") and self.dataset not in DATASETS_WITH_HANDEDNESS:
+            raise ValueError(f"model.handedness_head: {self.dataset} frames have no handedness labels, "
+                             "so the head could never learn; leave it out (it is off for this dataset)")
         if self.synthetic:
             if self.dataset != "synthetic":
                 raise ValueError(f"synthetic settings given but dataset is {self.dataset!r}")
@@ -141,8 +152,11 @@ class TrainConfig:
         return SyntheticConfig.from_dict(dict(self.synthetic))
 
     def model_config(self, keypoint_names, half_cube_mm: float) -> SRNetConfig:
-        """The SRNetConfig for this run: the model overrides plus the dataset's joints and cube."""
-        return SRNetConfig.from_dict({**self.model, "keypoint_names": tuple(keypoint_names),
+        """The SRNetConfig for this run: the model overrides plus the dataset's joints and cube
+        (and no handedness head where the dataset has no handedness labels)."""
+        labelled = self.dataset in DATASETS_WITH_HANDEDNESS
+        return SRNetConfig.from_dict({"handedness_head": labelled, **self.model,
+                                      "keypoint_names": tuple(keypoint_names),
                                       "half_cube_mm": float(half_cube_mm)})
 
     @property

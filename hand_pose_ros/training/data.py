@@ -40,6 +40,7 @@ class TrainBatch:
     uvd_norm: torch.Tensor       # [B,J,3] normalised labels
     box: torch.Tensor | None     # [B] crop box sizes (exact augmentation), None if unknown
     half_cube_mm: torch.Tensor   # [B]
+    is_left: torch.Tensor | None = None  # [B] bool handedness labels; None: the dataset has none
 
 
 @dataclass
@@ -48,6 +49,7 @@ class EvalBatch:
     gt_uvd: np.ndarray           # [B,J,3] ground truth (u px, v px, d mm)
     crop: CropBatch              # com_uvd, box, half_cube_mm of each crop (numpy)
     cams: object                 # one Intrinsics for all frames, or a list of B
+    is_left: np.ndarray | None = None  # [B] bool handedness labels; None: the dataset has none
 
 
 # ----------------------------------------------------------------------------- crop centre
@@ -239,7 +241,8 @@ class SyntheticTrainStream:
         crops, uvd_norm, info = next(self.sampler)
         box = torch.as_tensor(info["box"], device=self.device)
         cube = torch.full((self.batch_size,), self.half_cube_mm, device=self.device)
-        return TrainBatch(crops=crops, uvd_norm=uvd_norm, box=box, half_cube_mm=cube)
+        is_left = torch.as_tensor(info["is_left"], device=self.device).to(torch.bool)
+        return TrainBatch(crops=crops, uvd_norm=uvd_norm, box=box, half_cube_mm=cube, is_left=is_left)
 
     def next_batch(self) -> TrainBatch:
         if self.side_stream is None:
@@ -248,7 +251,7 @@ class SyntheticTrainStream:
             batch = self._generate()
         main = torch.cuda.current_stream(self.device)
         main.wait_stream(self.side_stream)  # training kernels start after the batch is made
-        for tensor in (batch.crops, batch.uvd_norm, batch.box, batch.half_cube_mm):
+        for tensor in (batch.crops, batch.uvd_norm, batch.box, batch.half_cube_mm, batch.is_left):
             tensor.record_stream(main)      # memory stays reserved until main is done with it
         return batch
 
@@ -277,7 +280,7 @@ class TensorEvalSet:
     crop parameters on the host; rank r scores frames r::world."""
 
     def __init__(self, crops, gt_uvd, com_uvd, box, half_cube_mm, cam: Intrinsics,
-                 batch_size: int, rank: int = 0, world_size: int = 1):
+                 batch_size: int, rank: int = 0, world_size: int = 1, is_left=None):
         self.frames = int(crops.shape[0])
         shard = slice(rank, None, world_size)
         self.crops = crops[shard]                                     # [N',1,m,m] device
@@ -286,6 +289,7 @@ class TensorEvalSet:
         self.box = np.asarray(box, dtype=np.int64)[shard]             # [N']
         self.half_cube_mm = np.broadcast_to(np.asarray(half_cube_mm, dtype=np.float64),
                                             (self.frames,))[shard]
+        self.is_left = None if is_left is None else np.asarray(is_left, dtype=bool)[shard]  # [N']
         self.cam = cam
         self.batch_size = batch_size
 
@@ -295,7 +299,7 @@ class TensorEvalSet:
             crop = CropBatch(image=None, com_uvd=self.com_uvd[part], box=self.box[part],
                              half_cube_mm=self.half_cube_mm[part])
             yield EvalBatch(crops=self.crops[part], gt_uvd=self.gt_uvd[part], crop=crop,
-                            cams=self.cam)
+                            cams=self.cam, is_left=None if self.is_left is None else self.is_left[part])
 
 
 # ----------------------------------------------------------------------------- assembly
@@ -349,13 +353,14 @@ def _synthetic_data(config, ctx, seeds, input_size) -> TrainingData:
             crops, _, info = training_batch(count, generator, synthetic_config, ctx.device,
                                             half_cube, input_size)
             parts.append((crops, info["uvd"].double().cpu().numpy(),
-                          info["com_uvd"].double().cpu().numpy(), info["box"].cpu().numpy()))
+                          info["com_uvd"].double().cpu().numpy(), info["box"].cpu().numpy(),
+                          torch.as_tensor(info["is_left"]).cpu().numpy().astype(bool)))
             bar.update(count)
-    crops, gt_uvd, com_uvd, box = (torch.cat([p[0] for p in parts]),
-                                   *(np.concatenate([p[i] for p in parts]) for i in (1, 2, 3)))
+    crops, gt_uvd, com_uvd, box, is_left = (torch.cat([p[0] for p in parts]),
+                                            *(np.concatenate([p[i] for p in parts]) for i in (1, 2, 3, 4)))
     validation = TensorEvalSet(crops, gt_uvd, com_uvd, box, half_cube,
                                synthetic_config.intrinsics(), config.batch_size, ctx.rank,
-                               ctx.world_size)
+                               ctx.world_size, is_left=is_left)
     return TrainingData(train, validation, *dataset_joints("synthetic"))
 
 

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..data import augment as augmentation
-from ..model import SRNet, SRNetLoss, save_checkpoint
+from ..model import SRNet, SRNetConfig, SRNetLoss, save_checkpoint
 from ..model.checkpoint import ModelFileError, read_checkpoint
 from . import distributed
 from .config import TrainConfig
@@ -85,8 +85,7 @@ class Trainer:
 
         self.model = SRNet(self.model_config).to(self.device)
         if init_payload is not None:
-            self.model.load_state_dict(init_payload["state_dict"])
-            log(f"initialised weights from {init}")
+            _load_init_weights(self.model, init_payload["state_dict"], init)
         if self.model_config.norm == "batch" and self.ctx.distributed:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.criterion = SRNetLoss.for_config(self.model_config, **_loss_overrides(config))
@@ -152,7 +151,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             outputs = self.train_model(crops)
-        loss, parts = self.criterion(outputs, uvd, crops)  # FP32 inside
+        loss, parts = self.criterion(outputs, uvd, crops, is_left=batch.is_left)  # FP32 inside
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.config.optim.grad_clip:
@@ -261,34 +260,47 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> float:
-        """Mean 3D joint error (mm) over the validation set, every rank scoring its shard."""
+        """Mean 3D joint error (mm) over the validation set, every rank scoring its shard.
+        Also sets self.val_handedness_acc: the share of labelled frames whose handedness
+        (P(left) > 0.5) is right (None: no labels, or no handedness head)."""
         self.model.eval()
-        total = torch.zeros(2, dtype=torch.float64)  # [sum of per-frame errors, frames]
+        # [sum of per-frame errors, frames, frames with the right hand, frames with a hand label]
+        total = torch.zeros(4, dtype=torch.float64)
         for batch in self.data.validation.batches():
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
                 outputs = self.model(batch.crops)
             errors = batch_errors_mm(outputs["uvd"].float(), batch)
-            total += torch.tensor([errors.sum(), errors.size], dtype=torch.float64)
+            total[:2] += torch.tensor([errors.sum(), errors.size], dtype=torch.float64)
+            if batch.is_left is not None and "handedness" in outputs:
+                said_left = outputs["handedness"].float().cpu().numpy() > 0.5
+                total[2:] += torch.tensor([(said_left == batch.is_left).sum(), batch.is_left.size],
+                                          dtype=torch.float64)
         self.model.train()
         total = distributed.all_reduce_sum(total.to(self.device), self.ctx).cpu()
+        self.val_handedness_acc = float(total[2] / total[3]) if total[3] > 0 else None
         return float(total[0] / total[1]) if total[1] > 0 else math.nan
 
     def _record(self, val_error: float, images_per_s: float) -> None:
         improved = val_error < self.best_val_error_mm
         if improved:
             self.best_val_error_mm, self.best_epoch, self.best_step = val_error, self.epoch, self.global_step
+        handedness_acc = getattr(self, "val_handedness_acc", None)
         self.history.append({"epoch": self.epoch, "step": self.global_step,
-                             "val_error_mm": val_error, "images_per_s": images_per_s,
+                             "val_error_mm": val_error, "val_handedness_acc": handedness_acc,
+                             "images_per_s": images_per_s,
                              "lr": self.optimizer.param_groups[0]["lr"]})
         self._improved = improved
         if self.writer is not None:
             self.writer.add("val/mean_error_mm", val_error, self.global_step)
             self.writer.add("val/best_error_mm", self.best_val_error_mm, self.global_step)
+            if handedness_acc is not None:
+                self.writer.add("val/handedness_acc", handedness_acc, self.global_step)
             self.writer.add("throughput/epoch_images_per_s", images_per_s, self.global_step)
             self.writer.flush()
+        hand_text = "" if handedness_acc is None else f", handedness {100 * handedness_acc:.1f}% right"
         log(f"epoch {self.epoch}/{self.config.epochs} step {self.global_step}: val {val_error:.2f} mm"
-            f" (best {self.best_val_error_mm:.2f}), {images_per_s:.0f} images/s")
+            f" (best {self.best_val_error_mm:.2f}){hand_text}, {images_per_s:.0f} images/s")
 
     # ------------------------------------------------------------------------- checkpoints
 
@@ -376,11 +388,13 @@ class Trainer:
             "fold": self.config.fold,
             "variant": self.model_config.variant,
             "loss_weights": {"alpha": self.criterion.alpha, "lambda_h": self.criterion.lambda_h,
-                             "lambda_d": self.criterion.lambda_d},
+                             "lambda_d": self.criterion.lambda_d,
+                             "handedness_weight": self.criterion.handedness_weight},
             "best_val_error_mm": _finite_or_none(self.best_val_error_mm),
             "best_epoch": self.best_epoch,
             "best_step": self.best_step,
             "final_val_error_mm": self.history[-1]["val_error_mm"] if self.history else None,
+            "final_val_handedness_acc": self.history[-1].get("val_handedness_acc") if self.history else None,
             "validation_frames": self.data.validation.frames,
             "epochs_completed": self.epoch,
             "epochs": self.config.epochs,
@@ -421,7 +435,30 @@ def _loss_overrides(config: TrainConfig) -> dict:
     weights = {"lambda_h": config.loss.lambda_h, "lambda_d": config.loss.lambda_d}
     if config.loss.alpha is not None:
         weights["alpha"] = config.loss.alpha
+    if config.loss.handedness_weight is not None:
+        weights["handedness_weight"] = config.loss.handedness_weight
     return weights
+
+
+def _load_init_weights(model, state_dict: dict, where) -> None:
+    """--init: the checkpoint's weights. The handedness head may differ: a checkpoint without
+    one leaves this run's head at its random initialisation; a checkpoint's head is dropped
+    when this run has none (a dataset without handedness labels). Every other weight must match."""
+    own = set(model.state_dict())
+    is_head = lambda name: name.startswith("handedness.")  # noqa: E731
+    weights = {name: value for name, value in state_dict.items() if name in own or not is_head(name)}
+    untrained_head = any(is_head(name) for name in own - set(weights))
+    model.load_state_dict(weights, strict=not untrained_head)
+    if untrained_head:
+        unexpected = sorted(set(weights) - own)
+        absent = sorted(name for name in own - set(weights) if not is_head(name))
+        if unexpected or absent:
+            raise ValueError(f"--init {where}: weights do not match this model (missing {absent[:5]}, "
+                             f"unexpected {unexpected[:5]})")
+    note = {(True, False): "; it has no handedness head, so the head starts untrained",
+            (False, True): "; its handedness head is dropped (this run has none)"}
+    log(f"initialised weights from {where}"
+        + note.get((untrained_head, len(weights) < len(state_dict)), ""))
 
 
 def _finite_or_none(value):
@@ -486,3 +523,8 @@ def _check_compatible(payload: dict, model_config, dataset: str, where: str) -> 
         if saved.get(key) != getattr(model_config, key):
             raise ValueError(f"{where}: checkpoint model {key}={saved.get(key)!r} differs from "
                              f"this run's {getattr(model_config, key)!r}")
+    # A resume must continue the same network; --init may add or drop the handedness head.
+    saved_head = SRNetConfig.from_stored(saved).handedness_head
+    if saved_head != model_config.handedness_head and where.startswith("--resume"):
+        raise ValueError(f"{where}: checkpoint model handedness_head={saved_head} differs from this "
+                         f"run's {model_config.handedness_head}")
