@@ -406,6 +406,18 @@ def test_tiny_chunks_give_the_identical_image():
             assert torch.equal(tiny[key], reference[key]), (chunk, key)
 
 
+def test_integer_division_path_for_huge_windows_gives_the_identical_image(monkeypatch):
+    """Rectangles too large for the float32 (row, column) split use int64 division instead."""
+    import hand_pose_ros.data.synthetic.rasterise as rasterise
+
+    cam = Intrinsics(110.0, 110.0, 31.6, 24.2, 64, 48)
+    verts, faces = _sphere_batch(2)
+    reference = rasterise_depth(verts, faces, cam, full(cam, 2))
+    monkeypatch.setattr(rasterise, "_FLOAT_DIVISION_MAX_PIXELS", 0)
+    integer = rasterise_depth(verts, faces, cam, full(cam, 2))
+    assert torch.equal(integer["depth"], reference["depth"]) and torch.equal(integer["face"], reference["face"])
+
+
 def test_compose_depth_combines_with_the_ray_caster():
     cam = Intrinsics(110.0, 110.0, 31.6, 24.2, 64, 48)
     verts, faces = _sphere_batch(1)

@@ -41,6 +41,7 @@ default (a known image size) those pixels stay empty, like a crop's zero padding
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import torch
@@ -48,8 +49,10 @@ import torch
 from ...camera import DATASET_INTRINSICS, Intrinsics
 from .render import INF, NEAR_MM, Window
 
-EMPTY_KEY = torch.iinfo(torch.int64).max   # no face at this pixel
 _FACE_BITS = 32                            # low bits of a key: the face index
+# No face at this pixel: high half = the bits of float32 +inf, low half = -1 as int32. Every
+# key of a drawn pixel (finite depth) is smaller.
+EMPTY_KEY = (0x7F800000 << _FACE_BITS) | 0xFFFFFFFF
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -65,6 +68,8 @@ def _check_inputs(vertices, faces, window, vertex_valid, face_valid, face_labels
         raise ValueError(f"faces must have shape [F, 3], got {list(faces.shape)}")
     batch, n_vert = vertices.shape[:2]
     n_face = faces.shape[0]
+    if n_face >= 1 << 31:
+        raise ValueError(f"{n_face} faces: at most 2**31 - 1 (a face index is packed in 32 bits)")
     if n_face:
         low, high = int(faces.min()), int(faces.max())
         if low < 0 or high >= n_vert:
@@ -111,14 +116,15 @@ def _window_limits(cam: Intrinsics, window: Window, device):
 
 
 def _face_table(vertices, faces, cam, window, vertex_valid, face_valid):
-    """The faces to draw, compacted: (floats [20, n], ints [3, n], pixel counts [n], face
-    index [n]).
+    """The faces to draw, compacted: (floats [18, n], ints [3, n], pixel counts [n]).
 
-    Float rows: for each edge k (the one opposite vertex k), its base point (the edge's
-    lower-indexed vertex) x, y, its vector oriented so the interior is on the positive side
-    x, y, and its tie bit (1 = pixel centres on this edge belong to this face). Then 1/z of
-    the three vertices, and the image column and row of the rectangle's first pixel. Int rows: the flat buffer
-    index of the rectangle's top-left pixel, its width, and its first pair number.
+    Float rows: for each edge k (the one opposite vertex k) the coefficients A, B, C of its
+    edge function E(u, v) = A u + B v + C, positive inside the face (rows 3k .. 3k+2); each
+    edge's tie bit (rows 9 .. 11: 1 = pixel centres on this edge belong to this face); 1/z
+    of the three vertices (12 .. 14); the image column and row of the rectangle's first
+    pixel and the rectangle's width (15 .. 17). Int rows: the flat buffer index of the
+    rectangle's first pixel, the buffer's row stride minus the rectangle's width, and the
+    face index.
     """
     device = vertices.device
     batch = vertices.shape[0]
@@ -164,58 +170,78 @@ def _face_table(vertices, faces, cam, window, vertex_valid, face_valid):
     area2 = ((us[:, 1] - us[:, 0]) * (vs[:, 2] - vs[:, 0])
              - (vs[:, 1] - vs[:, 0]) * (us[:, 2] - us[:, 0]))            # twice the signed area
     winding = torch.sign(area2)
-    rows = []
-    for k, (p, q) in enumerate(((1, 2), (2, 0), (0, 1))):                # edge opposite vertex k
+    coefficients, ties = [], []
+    for p, q in ((1, 2), (2, 0), (0, 1)):                                # edge opposite vertex k
+        # Each edge function is built from the edge's lower-indexed vertex and its vector to
+        # the other one, so both faces of an edge get the same numbers, up to a sign flip that
+        # is exact. Going p -> q keeps the interior on the side of sign(area2); the canonical
+        # direction flips that when swapped.
         swap = ids[:, p] > ids[:, q]
         base_u = torch.where(swap, us[:, q], us[:, p])
         base_v = torch.where(swap, vs[:, q], vs[:, p])
-        # Going p -> q keeps the interior on the side of sign(area2); the canonical direction
-        # (lower index -> higher) flips that when swapped. Negation is exact, so the faces on
-        # both sides of an edge compute the same number with opposite signs.
         orient = torch.where(swap, -winding, winding)
         edge_u = orient * (torch.where(swap, us[:, p], us[:, q]) - base_u)
         edge_v = orient * (torch.where(swap, vs[:, p], vs[:, q]) - base_v)
+        # E(u, v) = edge_u (v - base_v) - edge_v (u - base_u)
+        coefficients += [-edge_v, edge_u, edge_v * base_u - edge_u * base_v]
         # Top-left rule: a centre on the edge moved by (eps, eps^2) is inside iff
         # -edge_v * eps + edge_u * eps^2 > 0.
-        owns = (edge_v < 0) | ((edge_v == 0) & (edge_u > 0))
-        rows += [base_u, base_v, edge_u, edge_v, owns.to(torch.float32)]
+        ties.append(((edge_v < 0) | ((edge_v == 0) & (edge_u > 0))).to(torch.float32))
+    widths = col_hi - col_lo + 1
     image_col = (window.left.to(device)[frame] + col_lo).to(torch.float32)    # exact integers
     image_row = (window.top.to(device)[frame] + row_lo).to(torch.float32)
-    rows += [inv_z[:, 0], inv_z[:, 1], inv_z[:, 2], image_col, image_row]
-    floats = torch.stack(rows)                                           # [20, n]
+    floats = torch.stack(coefficients + ties + [inv_z[:, 0], inv_z[:, 1], inv_z[:, 2],
+                                                image_col, image_row, widths.to(torch.float32)])
 
-    widths = col_hi - col_lo + 1
     pixels = torch.where(area2 != 0, widths * (row_hi - row_lo + 1), 0)  # degenerate: nothing
-    first = torch.cumsum(pixels, 0) - pixels
     corner = (frame * h + row_lo) * w + col_lo
-    ints = torch.stack([corner, widths, first])                          # [3, n]
-    return floats, ints, pixels, face
+    ints = torch.stack([corner, w - widths, face])
+    return floats, ints, pixels
 
 
-def _draw_pairs(keys, floats, ints, face, pair, offset, width: int):
+# Rectangles up to this many pixels split a pixel number into (row, column) in float32
+# (exact: the quotient's rounding error stays below half a step); larger ones in int64.
+_FLOAT_DIVISION_MAX_PIXELS = 1 << 22
+
+
+def _draw_pairs(keys, floats, ints, pair, offset, max_pixels: int):
     """Edge-test the pairs (face row `pair`, pixel number `offset` in its rectangle) and
-    min their keys into `keys` (flat [B * h * w], windows `width` pixels wide)."""
+    min their keys into `keys` (flat [B * h * w])."""
     f = floats.index_select(1, pair)
-    corner, rect_width, _ = ints.index_select(1, pair)
-    row = torch.div(offset, rect_width, rounding_mode="floor")
-    col = offset - row * rect_width
-    pu = f[18] + col.to(torch.float32)                                   # pixel centre, image px
-    pv = f[19] + row.to(torch.float32)
-    inside = weight_sum = inv_depth_sum = None
+    corner, gap, face = ints.index_select(1, pair)
+    width = f[17]
+    if max_pixels <= _FLOAT_DIVISION_MAX_PIXELS:
+        offset_f = offset.to(torch.float32)
+        row = torch.floor((offset_f + 0.5) / width)
+        col = offset_f - row * width
+        row_i = row.to(torch.int64)
+    else:
+        row_i = torch.div(offset, width.to(torch.int64), rounding_mode="floor")
+        row = row_i.to(torch.float32)
+        col = (offset - row_i * width.to(torch.int64)).to(torch.float32)
+    pu = f[15] + col                                                     # pixel centre, image px
+    pv = f[16] + row
+    # Inside test on the float bits: for e = +0 or more, bits(e) >= 0; adding the tie bit
+    # makes "bits + tie > 0" mean e > 0, or e == 0 on an edge this face owns. (+ 0.0 turns a
+    # -0 into +0.) One comparison in all, at the end.
+    worst = None
+    weight_sum = inv_depth_sum = None
     for k in range(3):
-        base_u, base_v, edge_u, edge_v, owns = f[5 * k: 5 * k + 5]
-        e = edge_u * (pv - base_v) - edge_v * (pu - base_u)              # ∝ barycentric of vertex k
-        ok = (e > 0) | ((e == 0) & (owns > 0.5))
-        weighted = e * f[15 + k]
+        e = f[3 * k] * pu + f[3 * k + 1] * pv + f[3 * k + 2]             # ∝ barycentric of vertex k
+        score = (e + 0.0).view(torch.int32) + f[9 + k].to(torch.int32)
+        weighted = e * f[12 + k]
         if k == 0:
-            inside, weight_sum, inv_depth_sum = ok, e, weighted
+            worst, weight_sum, inv_depth_sum = score, e, weighted
         else:
-            inside, weight_sum, inv_depth_sum = inside & ok, weight_sum + e, inv_depth_sum + weighted
+            worst = torch.minimum(worst, score)
+            weight_sum, inv_depth_sum = weight_sum + e, inv_depth_sum + weighted
     depth = weight_sum / inv_depth_sum      # 1 / sum_k(b_k / z_k) with barycentrics b = e / sum(e)
-    inside &= (depth > NEAR_MM) & torch.isfinite(depth)
-    key = (depth.view(torch.int32).to(torch.int64) << _FACE_BITS) | face.index_select(0, pair)
-    key = torch.where(inside, key, torch.full_like(key, EMPTY_KEY))
-    keys.scatter_reduce_(0, corner + row * width + col, key, reduce="amin", include_self=True)
+    bits = depth.view(torch.int32)
+    worst = torch.minimum(worst, bits)      # and a positive depth
+    outside = (worst <= 0).to(torch.int64)
+    key = (bits.to(torch.int64) << _FACE_BITS) | face
+    key = torch.maximum(key, outside * EMPTY_KEY)
+    keys.scatter_reduce_(0, corner + offset + row_i * gap, key, reduce="amin", include_self=True)
 
 
 def rasterise_depth(vertices: torch.Tensor, faces: torch.Tensor, cam: Intrinsics, window: Window, *,
@@ -241,9 +267,10 @@ def rasterise_depth(vertices: torch.Tensor, faces: torch.Tensor, cam: Intrinsics
     h, w = int(window.height), int(window.width)
     keys = torch.full((batch * h * w,), EMPTY_KEY, dtype=torch.int64, device=device)
     if batch and n_face and h and w:
-        floats, ints, pixels, face = _face_table(vertices, faces, cam, window, vertex_valid, face_valid)
+        floats, ints, pixels = _face_table(vertices, faces, cam, window, vertex_valid, face_valid)
         if pixels.numel():
             ends = torch.cumsum(pixels, 0)
+            starts = ends - pixels
             total = int(ends[-1])
             chunk = int(chunk_pairs)
             for start in range(0, total, chunk):
@@ -252,23 +279,18 @@ def rasterise_depth(vertices: torch.Tensor, faces: torch.Tensor, cam: Intrinsics
                 lo, hi = torch.searchsorted(
                     ends, torch.tensor([start, stop - 1], device=device), right=True).tolist()
                 rows = torch.arange(lo, hi + 1, device=device)
-                first = ints[2, lo:hi + 1]
-                count = (torch.minimum(ends[lo:hi + 1], torch.tensor(stop, device=device))
-                         - torch.clamp_min(first, start))
+                count = (torch.clamp_max(ends[lo:hi + 1], stop) - torch.clamp_min(starts[lo:hi + 1], start))
                 pair = torch.repeat_interleave(rows, count, output_size=stop - start)
-                offset = torch.arange(start, stop, device=device) - ints[2].index_select(0, pair)
-                _draw_pairs(keys, floats, ints, face, pair, offset, w)
-    keys = keys.reshape(batch, h, w)
-    empty = keys == EMPTY_KEY
-    depth = (keys >> _FACE_BITS).to(torch.int32).view(torch.float32)
-    out = {"depth": torch.where(empty, torch.full_like(depth, INF), depth),
-           "face": torch.where(empty, torch.full_like(keys, -1), keys & ((1 << _FACE_BITS) - 1))}
+                offset = torch.arange(start, stop, device=device) - starts.index_select(0, pair)
+                _draw_pairs(keys, floats, ints, pair, offset, h * w)
+    # Decode without a pass over empties: EMPTY_KEY's high half is +inf's bits, its low half -1.
+    halves = keys.view(torch.int32).reshape(batch, h, w, 2)
+    low, high = (0, 1) if sys.byteorder == "little" else (1, 0)
+    out = {"depth": halves[..., high].view(torch.float32).contiguous(), "face": halves[..., low].to(torch.int64)}
     if face_labels is not None:
-        labels = face_labels.to(device, torch.int64)
-        if labels.numel():
-            out["label"] = torch.where(empty, torch.full_like(keys, -1), labels[out["face"].clamp_min(0)])
-        else:   # no faces: nothing drawn
-            out["label"] = torch.full_like(keys, -1)
+        # index -1 (no face) picks the appended -1
+        labels = torch.cat([face_labels.to(device, torch.int64), torch.full((1,), -1, device=device)])
+        out["label"] = labels[out["face"]]
     return out
 
 
