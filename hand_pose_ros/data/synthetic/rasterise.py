@@ -252,7 +252,7 @@ def rasterise_depth(vertices: torch.Tensor, faces: torch.Tensor, cam: Intrinsics
 
     vertices [B, V, 3] float, camera frame, mm; faces [F, 3] integer vertex indices;
     window: which pixels of each frame to draw; chunk_pairs: the most (face, pixel) pairs
-    processed at once (bounds memory: about 150 bytes a pair); vertex_valid [B, V] bool:
+    processed at once (bounds memory: about 200 bytes a pair); vertex_valid [B, V] bool:
     a face is drawn only where all three of its vertices are valid (their coordinates are
     not used otherwise); face_valid [B, F] bool: faces to draw per frame (e.g. an object
     that is absent); face_labels [F] integer: a label per face (e.g. 0 hand, 1 forearm).
