@@ -352,3 +352,64 @@ def test_harness_waits_for_a_message(ros):
     assert msg.data.startswith("hello") and msg.data.endswith("5")
     with pytest.raises(AssertionError, match="/harness_test/silence"):
         ros.wait_for_message(String, "/harness_test/silence", timeout=0.3)
+
+
+def test_depth_scale_never_applies_to_32fc1():
+    metres = np.full((4, 4), 0.5, np.float32)
+    msg = conv.Image(height=4, width=4, encoding="32FC1", is_bigendian=0, step=16, data=metres.tobytes())
+    np.testing.assert_allclose(conv.image_msg_to_depth_mm(msg, 0.1), 500.0)  # metres by REP 118
+    mm = conv.depth_to_image_msg(np.full((4, 4), 5000, np.uint16), HEADER)
+    np.testing.assert_allclose(conv.image_msg_to_depth_mm(mm, 0.1), 500.0)   # 16UC1: D405 units
+
+
+def test_camera_info_uses_p_for_a_rectified_stream_and_refuses_a_tiny_focal_length():
+    info = conv.camera_info_msg(CAM, HEADER)
+    p = np.array(info.p).reshape(3, 4)
+    p[0, 0], p[1, 1], p[0, 2] = 380.0, 381.0, 318.0  # rectification changed the camera
+    info.p = p.ravel().tolist()
+    rect = conv.camera_info_to_intrinsics(info)
+    assert (rect.fx, rect.fy, rect.cx) == (380.0, 381.0, 318.0)
+    raw = conv.camera_info_to_intrinsics(info, rectified=False)
+    assert (raw.fx, raw.fy, raw.cx) == (CAM.fx, CAM.fy, CAM.cx)
+    info.p = [0.0] * 12  # P not set: K
+    assert conv.camera_info_to_intrinsics(info).fx == CAM.fx
+    tiny = conv.camera_info_msg(Intrinsics(1e-3, 386.0, 320.0, 240.0, 640, 480), HEADER)
+    with pytest.raises(ValueError, match="fx=0.001 px is too small"):
+        conv.camera_info_to_intrinsics(tiny)
+
+
+def test_pose_node_helpers_canonical_order_zero_stamps_and_debug_view():
+    from sensor_msgs.msg import Image
+
+    from hand_pose_ros.ros.pose_node import canonical_order, debug_view, stamp_with_receive_time
+
+    msra = keypoints.DATASET_ORDERS["msra"]
+    xyz = np.arange(63, dtype=float).reshape(21, 3)  # rows in MSRA order
+    canonical = xyz[canonical_order(msra)]
+    for name, row in zip(keypoints.CANONICAL, canonical):
+        np.testing.assert_array_equal(row, xyz[msra.index(name)])
+    np.testing.assert_array_equal(canonical_order(keypoints.CANONICAL), np.arange(21))
+    with pytest.raises(ValueError, match="missing"):
+        canonical_order(keypoints.DATASET_ORDERS["nyu"])
+
+    zero = Image()
+    assert stamp_with_receive_time(zero, Time(sec=5, nanosec=7)) and zero.header.stamp == Time(sec=5, nanosec=7)
+    stamped = Image()
+    stamped.header.stamp = Time(sec=1, nanosec=0)
+    assert not stamp_with_receive_time(stamped, Time(sec=5, nanosec=7)) and stamped.header.stamp.sec == 1
+
+    depth = np.zeros((1080, 1920), np.float32)
+    small, uv, box = debug_view(depth, np.array([[960.0, 540.0]]), (900, 500, 1020, 620))
+    assert small.shape == (360, 640) and uv.tolist() == [[320.0, 180.0]] and box == (300.0, 500 / 3, 340.0, 620 / 3)
+    same, uv, box = debug_view(np.zeros((480, 640), np.float32), None, None)
+    assert same.shape == (480, 640) and uv is None and box is None
+
+
+def test_pose_yaml_min_confidence_is_the_code_default():
+    import yaml
+
+    from hand_pose_ros.ros.pose_node import DEFAULT_MIN_CONFIDENCE, PARAMS
+
+    values = yaml.safe_load((REPO / "config" / "pose.yaml").read_text())["hand_pose"]["ros__parameters"]
+    assert values["min_confidence"] == DEFAULT_MIN_CONFIDENCE
+    assert {p.name: p.default for p in PARAMS}["min_confidence"] == DEFAULT_MIN_CONFIDENCE

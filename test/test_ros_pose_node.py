@@ -196,3 +196,67 @@ def test_invalid_parameter_stops_start_up_naming_it(start_node, random_onnx_mode
     node = start_node("pose_node", {"model_path": str(random_onnx_model), "qos": "fastest"})
     assert node.wait_exit(timeout=60) != 0
     assert "qos" in node.log() and "fastest" in node.log()
+
+
+def test_camera_info_from_a_latched_publisher_is_heard(ros, start_node, random_onnx_model):
+    """A driver that publishes CameraInfo once, transient-local, before the node starts."""
+    from hand_pose_ros.ros.common import qos_profile
+
+    latched = ros.publisher(CameraInfo, INFO_TOPIC, qos_profile("reliable", 1, latched=True))
+    latched.publish(conv.camera_info_msg(CAM, conv.Header(stamp=ros.now_msg(), frame_id=FRAME)))
+    node = start_node("pose_node", pose_node_params(random_onnx_model))
+    diagnostics = ros.collect(DiagnosticArray, "/diagnostics", 50)
+    depth = ros.publisher(Image, DEPTH_TOPIC)
+    ros.wait_for_subscribers(depth, timeout=60)
+    deadline = time.monotonic() + 20
+    state = None
+    while time.monotonic() < deadline and (state is None or state["state"] != "tracking"):
+        header = conv.Header(stamp=ros.now_msg(), frame_id=FRAME)
+        depth.publish(conv.depth_to_image_msg(hand_blob(), header))  # no CameraInfo with the frames
+        time.sleep(0.1)
+        state = latest_state(diagnostics)
+    assert state and state["state"] == "tracking", f"{state}\n{node.log()[-3000:]}"
+    assert "Traceback" not in node.log()
+
+
+def test_handedness_topic_marker_and_override(ros, start_node, random_onnx_model):
+    """conftest's model says left (P = 0.95): ~/handedness says "left" with every keypoint
+    message, the markers label the hand "left 0.95" for rviz, diagnostics report it; with
+    handedness_override the topic says the configured side."""
+    from std_msgs.msg import String
+
+    from conftest import RANDOM_MODEL_LEFT_PROBABILITY
+
+    handedness = ros.collect(String, "/hand_pose/handedness")
+    joints = ros.collect(PoseArray, "/hand_pose/joints")
+    markers = ros.collect(MarkerArray, "/hand_pose/markers")
+    diagnostics = ros.collect(DiagnosticArray, "/diagnostics", 50)
+    node = start_node("pose_node", pose_node_params(random_onnx_model))
+    camera = Camera(ros)
+    ros.wait_for_subscribers(camera.depth, timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (len(joints) > 3 and markers and (latest_state(diagnostics) or {})
+                                               .get("handedness", "unknown") != "unknown"):
+        camera.send()
+        time.sleep(0.1)
+    time.sleep(0.3)
+    assert joints and handedness, node.log()
+    assert {m.data for m in handedness} == {"left"}
+    assert len(handedness) >= len(joints)  # one per keypoint message, sent before it
+    label = f"left {RANDOM_MODEL_LEFT_PROBABILITY:.2f}"
+    texts = [m for m in markers[-1].markers if m.type == m.TEXT_VIEW_FACING]
+    assert [t.text for t in texts] == [label] and texts[0].ns == "hand/handedness"
+    assert texts[0].header.frame_id == FRAME
+    assert latest_state(diagnostics)["handedness"] == label
+    node.stop()
+
+    handedness.clear()
+    markers.clear()
+    node = start_node("pose_node", pose_node_params(random_onnx_model, handedness_override="right"))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (handedness and markers):
+        camera.send()
+        time.sleep(0.1)
+    time.sleep(0.3)
+    assert handedness and {m.data for m in handedness} == {"right"}, node.log()
+    assert [m.text for m in markers[-1].markers if m.type == m.TEXT_VIEW_FACING] == ["right (set)"]

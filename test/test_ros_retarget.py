@@ -40,6 +40,7 @@ def test_node_retargets_a_pose_array_and_the_leap_adapter_adds_pi(ros, start_nod
     diagnostics = ros.collect(DiagnosticArray, "/diagnostics")
     node = start_node("retarget_node", params_files=[CONFIG / "retarget_leap.yaml"], params={
         "output_adapters": "leap,float64_multi_array,joint_trajectory",
+        "pose_node": '""',  # no pose node here: the test publishes the keypoints
         "hold_timeout": 0.3, "ramp_time": 0.3, "diagnostics_period": 0.2})
     publisher = ros.publisher(PoseArray, "/hand_pose/joints")
     ros.wait_for_subscribers(publisher, timeout=60)
@@ -111,3 +112,45 @@ def test_every_parameter_file_sets_only_declared_parameters_with_valid_values():
         parse_adapters(values["output_adapters"])
         pipeline = build_pipeline(values)
         assert pipeline.spec.name == values["robot_hand"]
+
+
+def test_node_refuses_keypoints_in_a_non_canonical_order(ros, start_node):
+    """A pose node that reports another keypoint order (joint_names) never drives the robot."""
+    from geometry_msgs.msg import PoseArray
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import JointState
+
+    from hand_pose_ros.keypoints import DATASET_ORDERS
+
+    import rclpy
+
+    fake_pose_node = rclpy.create_node("fake_pose_node", context=ros.context, parameter_overrides=[
+        Parameter("joint_names", value=list(DATASET_ORDERS["msra"]))])
+    fake_pose_node.declare_parameter("joint_names", list(DATASET_ORDERS["msra"]))
+    ros.executor.add_node(fake_pose_node)
+    try:
+        commands = ros.collect(JointState, "/hand_retarget/joint_commands")
+        node = start_node("retarget_node", params_files=[CONFIG / "retarget_leap.yaml"],
+                          params={"pose_node": "/fake_pose_node"})
+        publisher = ros.publisher(PoseArray, "/hand_pose/joints")
+        ros.wait_for_subscribers(publisher, timeout=60)
+        ros.wait_for(lambda: "not the canonical order" in node.log(), 30, what="the joint order error")
+        fist = place_in_camera(named_pose("fist"), np.eye(3), [0.05, -0.02, 0.5])
+        for _ in range(30):
+            publisher.publish(pose_array(fist, ros.now_msg()))
+            time.sleep(1 / 30)
+        time.sleep(0.5)
+        assert not commands, "a command was sent from keypoints in the wrong order"
+        assert node.alive(), node.log()
+    finally:
+        ros.executor.remove_node(fake_pose_node)
+        fake_pose_node.destroy_node()
+
+
+def test_joint_order_problem_accepts_only_the_canonical_order():
+    from hand_pose_ros.keypoints import CANONICAL, DATASET_ORDERS
+    from hand_pose_ros.ros.retarget_node import joint_order_problem
+
+    assert joint_order_problem(CANONICAL) is None
+    for dataset in ("msra", "hands2017"):
+        assert "not the canonical order" in joint_order_problem(DATASET_ORDERS[dataset])

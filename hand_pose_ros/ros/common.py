@@ -32,7 +32,10 @@ def qos_profile(kind: str, depth: int = 1, latched: bool = False):
 def quiet_incompatible_qos():
     """Subscription event callbacks that ignore 'incompatible QoS' (for a subscription that
     is expected to match only some publishers, e.g. the latched twin of a volatile one)."""
-    from rclpy.event_handler import SubscriptionEventCallbacks
+    try:
+        from rclpy.event_handler import SubscriptionEventCallbacks
+    except ImportError:  # Humble
+        from rclpy.qos_event import SubscriptionEventCallbacks
 
     return SubscriptionEventCallbacks(incompatible_qos=lambda event: None)
 

@@ -15,13 +15,13 @@ from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseArray, Quaternion, TransformStamped
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import ColorRGBA, Header
+from std_msgs.msg import ColorRGBA, Header, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
 from .. import keypoints
 from ..camera import Intrinsics
-from ..data.depth import image_msg_to_depth
+from ..data.depth import FLOAT_ENCODINGS, image_msg_to_depth
 from ..retarget.hand_frame import PALM_KEYPOINTS, hand_frame
 
 MM_PER_M = 1000.0
@@ -194,8 +194,11 @@ def _colour(rgb, alpha: float = 1.0) -> ColorRGBA:
 
 def keypoints_to_markers(xyz_mm: np.ndarray, header: Header, names=keypoints.CANONICAL,
                          namespace: str = "hand", joint_diameter_m: float = 0.012,
-                         bone_width_m: float = 0.006, lifetime_s: float = 0.5) -> MarkerArray:
-    """Keypoint spheres (SPHERE_LIST) and the skeleton (LINE_LIST), coloured by finger.
+                         bone_width_m: float = 0.006, lifetime_s: float = 0.5,
+                         label: str | None = None, label_height_m: float = 0.02) -> MarkerArray:
+    """Keypoint spheres (SPHERE_LIST) and the skeleton (LINE_LIST), coloured by finger, and
+    with `label` (e.g. handedness_label's "left 0.97") a TEXT_VIEW_FACING marker
+    (`<namespace>/handedness`) 4 cm above the wrist: up in the image, -y of the optical frame.
 
     The lifetime makes a lost hand vanish from rviz instead of freezing there.
     """
@@ -217,7 +220,42 @@ def keypoints_to_markers(xyz_mm: np.ndarray, header: Header, names=keypoints.CAN
     for a, b in keypoints.edges(names):
         bones.points += [points[a], points[b]]
         bones.colors += [colours[b], colours[b]]  # a bone takes the colour of its distal joint
-    return MarkerArray(markers=[joints, bones])
+    markers = [joints, bones]
+    if label:
+        anchor = xyz[names.index("wrist")] if "wrist" in names else xyz.mean(axis=0)
+        text = Marker(header=copy_header(header), ns=f"{namespace}/handedness", id=2,
+                      type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, lifetime=lifetime, text=label)
+        text.pose.position.x, text.pose.position.y, text.pose.position.z = \
+            float(anchor[0]), float(anchor[1]) - 0.04, float(anchor[2])
+        text.pose.orientation.w = 1.0
+        text.scale.z = label_height_m  # TEXT_VIEW_FACING: only z (the letter height) counts
+        text.color = _colour((1.0, 1.0, 1.0))
+        markers.append(text)
+    return MarkerArray(markers=markers)
+
+
+# ---------------------------------------------------------------- handedness
+HANDEDNESS_VALUES = ("left", "right", "unknown")  # the ~/handedness topic's strings
+
+
+def handedness_msg(side: str | None) -> String:
+    """std_msgs/String "left" / "right", or "unknown" (None: the model cannot tell)."""
+    value = "unknown" if side is None else str(side)
+    if value not in HANDEDNESS_VALUES:
+        raise ValueError(f"handedness {side!r} is not one of {HANDEDNESS_VALUES[:2]} or None")
+    return String(data=value)
+
+
+def handedness_label(side: str | None, left_probability: float | None = None, overridden: bool = False) -> str | None:
+    """What rviz shows beside the hand: "left 0.97" (the network's probability of that side),
+    "right (set)" (handedness_override), "right"; None when unknown."""
+    if side is None:
+        return None
+    if overridden:
+        return f"{side} (set)"
+    if left_probability is None:
+        return side
+    return f"{side} {left_probability if side == 'left' else 1.0 - left_probability:.2f}"
 
 
 # ---------------------------------------------------------------- images
@@ -247,8 +285,11 @@ def image_msg_to_depth_mm(msg: Image, depth_scale_mm: float | None = None) -> np
     """Image (16UC1 / mono16 / 32FC1) -> [H, W] float32 millimetres, 0 = invalid.
 
     depth_scale_mm: millimetres per 16-bit unit (None = 1, the REP 118 default; D405: 0.1).
+    It never applies to 32FC1, which is metres by REP 118.
     Raises ValueError naming the problem (encoding, size) on bad input.
     """
+    if msg.encoding in FLOAT_ENCODINGS:
+        depth_scale_mm = None
     return image_msg_to_depth(msg.data, msg.width, msg.height, msg.step, msg.encoding,
                               msg.is_bigendian, depth_scale_mm=depth_scale_mm)
 
@@ -263,9 +304,24 @@ def camera_info_msg(cam: Intrinsics, header: Header) -> CameraInfo:
                       r=np.eye(3).ravel().tolist(), p=p.ravel().tolist())
 
 
-def camera_info_to_intrinsics(msg: CameraInfo) -> Intrinsics:
-    """Intrinsics from CameraInfo.k (ValueError for an all-zero / non-finite K)."""
-    return Intrinsics.from_k(np.asarray(msg.k), width=msg.width, height=msg.height)
+MAX_FIELD_OF_VIEW_DEG = 160.0  # wider than any depth camera: the focal length is wrong
+
+
+def camera_info_to_intrinsics(msg: CameraInfo, rectified: bool = True) -> Intrinsics:
+    """Intrinsics of the image the CameraInfo describes. rectified: the image is rectified
+    (image_rect*, REP 104), so its camera is P's left 3x3 rather than K (the raw camera);
+    P is used when set, K must be valid either way. ValueError for an all-zero / non-finite matrix or a focal length so
+    small that the field of view would exceed MAX_FIELD_OF_VIEW_DEG."""
+    cam = Intrinsics.from_k(np.asarray(msg.k), width=msg.width, height=msg.height)  # K must be valid anyway
+    p = np.asarray(msg.p, dtype=np.float64)
+    if rectified and p.size == 12 and np.isfinite(p).all() and p[0] != 0 and p[5] != 0:
+        cam = Intrinsics.from_k(p.reshape(3, 4)[:, :3], width=msg.width, height=msg.height)
+    half = math.tan(math.radians(MAX_FIELD_OF_VIEW_DEG / 2))
+    for name, focal, size in (("fx", cam.fx, cam.width), ("fy", cam.fy, cam.height)):
+        if abs(focal) < max(size / (2 * half), 1.0):
+            raise ValueError(f"focal length {name}={focal:g} px is too small for a {cam.width}x{cam.height} "
+                             f"image (a field of view over {MAX_FIELD_OF_VIEW_DEG:.0f} deg): the CameraInfo is wrong")
+    return cam
 
 
 # ---------------------------------------------------------------- robot commands

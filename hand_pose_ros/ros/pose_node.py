@@ -23,22 +23,29 @@ import numpy as np
 from .. import keypoints
 from ..camera import Intrinsics
 from . import conversions
-from .common import TfSender, ThrottledLog, qos_profile, spin_node
+from .common import TfSender, ThrottledLog, qos_profile, quiet_incompatible_qos, spin_node
 from .overlay import debug_overlay
 from .params import Param, StartupError, declare_for_startup, resolve_share_path
 from .stats import LatestSlot, RateMeter, Window
 
 NODE_NAME = "hand_pose"
 DEFAULT_MODEL = "models/srnet_synthetic.onnx"
+# Mean keypoint confidence below which a frame is "no hand". Choose it from the model's
+# confidence on hand and non-hand crops: python -m hand_pose_ros.evaluation.confidence_report
+# (config/pose.yaml must say the same; a test checks).
+DEFAULT_MIN_CONFIDENCE = 0.0
 MIN_IMAGE_SIDE = 32  # px: anything smaller cannot hold a hand crop
 
 PARAMS = [
     Param("depth_topic", "/camera/camera/depth/image_rect_raw", "Depth image topic (16UC1 mm or 32FC1 m)."),
-    Param("camera_info_topic", "/camera/camera/depth/camera_info", "CameraInfo matching the depth topic (K used)."),
+    Param("camera_info_topic", "/camera/camera/depth/camera_info", "CameraInfo matching the depth topic "
+          "(heard from latched publishers too)."),
+    Param("rectified", True, "The depth image is rectified (image_rect*): its camera is CameraInfo.P, "
+          "not K (they differ when the driver rectifies)."),
     Param("qos", "sensor_data", "QoS of the camera subscriptions.", choices=("sensor_data", "reliable")),
     Param("qos_depth", 1, "History depth of the camera subscriptions.", range=(1, 100)),
-    Param("depth_scale", 0.0, "Millimetres per 16-bit depth unit; 0 = from the encoding "
-          "(16UC1: 1 mm, 32FC1: metres). RealSense D405: 0.1.", range=(0.0, 100.0)),
+    Param("depth_scale", 0.0, "Millimetres per 16-bit depth unit; 0 = 1 mm (REP 118). Never applies "
+          "to 32FC1, which is metres (REP 118). RealSense D405: 0.1.", range=(0.0, 100.0)),
     Param("min_depth_mm", 150.0, "Nearest depth searched for a hand (mm).", range=(0.0, 10000.0)),
     Param("max_depth_mm", 1200.0, "Farthest depth searched for a hand (mm).", range=(1.0, 20000.0)),
     Param("model_path", DEFAULT_MODEL, "Model file (.onnx or .pt checkpoint); relative paths resolve "
@@ -51,8 +58,8 @@ PARAMS = [
     Param("cpu_threads", 0, "CPU threads for ONNX Runtime / torch; 0 = library default.", range=(0, 256)),
     Param("half_cube_mm", 0.0, "Crop cube half-size (mm); 0 = the value stored in the model file.",
           range=(0.0, 1000.0)),
-    Param("min_confidence", 0.0, "Mean keypoint confidence below which a frame counts as no hand.",
-          range=(0.0, 1.0)),
+    Param("min_confidence", DEFAULT_MIN_CONFIDENCE, "Mean keypoint confidence below which a frame counts "
+          "as no hand (default chosen with hand_pose_ros.evaluation.confidence_report).", range=(0.0, 1.0)),
     Param("frame_prefix", "hand_", "Prefix of the TF child frames (<prefix><keypoint name>)."),
     Param("publish_tf", True, "Publish one TF frame per keypoint on /tf."),
     Param("publish_markers", True, "Publish keypoint spheres and the skeleton on ~/markers."),
@@ -66,7 +73,8 @@ PARAMS = [
     # joint_names is declared after the model loads, with the model's keypoint order.
 ]
 JOINT_NAMES = Param("joint_names", list(keypoints.CANONICAL),
-                    "Keypoint names in the order of the published poses (read-only, from the model).",
+                    "Keypoint names in the order of the published poses: always the canonical order "
+                    "(keypoints.CANONICAL), whatever the model's own order (read-only).",
                     read_only=True)
 
 # state -> (diagnostic level, what it means). The message of a status adds the specifics.
@@ -95,6 +103,43 @@ class FrameResult:
     depth_mm: np.ndarray | None = None     # [H, W] decoded frame
     colour_range: tuple | None = None      # (near, far) mm for the debug image; None = automatic
     timings_ms: dict = field(default_factory=dict)
+
+
+def canonical_order(model_names) -> np.ndarray:
+    """Indices that put a model's keypoints into CANONICAL order (ValueError when the model
+    does not predict exactly the 21 canonical keypoints: the node publishes only those)."""
+    model_names = tuple(model_names)
+    missing = [n for n in keypoints.CANONICAL if n not in model_names]
+    extra = [n for n in model_names if n not in keypoints.CANONICAL]
+    if missing or extra or len(model_names) != len(keypoints.CANONICAL):
+        raise ValueError(f"the model predicts keypoints {list(model_names)}; the pose node publishes the "
+                         f"{len(keypoints.CANONICAL)} canonical keypoints (keypoints.CANONICAL) and needs every one "
+                         f"of them exactly once (missing {missing}, not canonical {extra})")
+    return keypoints.indices(keypoints.CANONICAL, of=model_names)
+
+
+def stamp_with_receive_time(msg, receive_stamp) -> bool:
+    """A zero header stamp (a driver that does not stamp) becomes the receive time, so the
+    filter sees time advance and the outputs carry a real stamp. True if it was replaced."""
+    stamp = msg.header.stamp
+    if stamp.sec or stamp.nanosec:
+        return False
+    msg.header.stamp = receive_stamp
+    return True
+
+
+DEBUG_IMAGE_MAX_WIDTH = 640  # px: a larger frame is shrunk by a whole factor before drawing
+
+
+def debug_view(depth_mm: np.ndarray, uv, box, max_width: int = DEBUG_IMAGE_MAX_WIDTH):
+    """(depth, uv, box) for the debug image: frames wider than max_width are subsampled by
+    the smallest whole factor that fits, with the pixel coordinates scaled to match."""
+    factor = max(1, -(-depth_mm.shape[1] // max_width))
+    if factor == 1:
+        return depth_mm, uv, box
+    small_uv = None if uv is None else np.asarray(uv, dtype=np.float64) / factor
+    small_box = None if box is None else tuple(float(b) / factor for b in box)
+    return depth_mm[::factor, ::factor], small_uv, small_box
 
 
 def check_image_against_camera(width: int, height: int, cam: Intrinsics | None) -> tuple[str, str] | None:
@@ -177,7 +222,14 @@ class PoseNode:
         self.estimator = estimator
         self._infer_cpu_s = 0.0
         self._count_inference_cpu(estimator.backend)
-        self.names = tuple(getattr(estimator, "keypoint_names", keypoints.CANONICAL))
+        # Published in canonical order whatever the model's own order (an MSRA- or
+        # HANDS2017-ordered model would otherwise drive a robot with scrambled joints).
+        self.model_names = tuple(getattr(estimator, "keypoint_names", keypoints.CANONICAL))
+        try:
+            self._to_canonical = canonical_order(self.model_names)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
+        self.names = keypoints.CANONICAL
         # Read-only and reported, never set: a YAML value for it is ignored.
         self.node.declare_parameter(JOINT_NAMES.name, list(self.names), JOINT_NAMES.descriptor(),
                                     ignore_override=True)
@@ -204,6 +256,11 @@ class PoseNode:
         from sensor_msgs.msg import CameraInfo, Image
         self.node.create_subscription(Image, self.p["depth_topic"], self._on_image, qos)
         self.node.create_subscription(CameraInfo, self.p["camera_info_topic"], self._on_camera_info, qos)
+        # The same topic once more, transient-local: a latched publisher's one message is heard
+        # after joining late (this twin matches only such publishers, quietly).
+        self.node.create_subscription(CameraInfo, self.p["camera_info_topic"], self._on_camera_info,
+                                      qos_profile("reliable", 1, latched=True),
+                                      event_callbacks=quiet_incompatible_qos())
         self.node.create_timer(self.p["diagnostics_period_s"], self._publish_diagnostics)
 
         self._stop = threading.Event()
@@ -242,13 +299,16 @@ class PoseNode:
 
     # ------------------------------------------------------------ callbacks (executor thread)
     def _on_image(self, msg) -> None:
+        if stamp_with_receive_time(msg, self.node.get_clock().now().to_msg()):
+            self._warn.once("zero_stamp", f"depth images on {self.p['depth_topic']} have a zero stamp: "
+                                          "using the receive time for the filter and the outputs")
         self.frames_received += 1
         self._input_rate.tick()
         self._slot.put(msg)
 
     def _on_camera_info(self, msg) -> None:
         try:
-            cam = conversions.camera_info_to_intrinsics(msg)
+            cam = conversions.camera_info_to_intrinsics(msg, rectified=self.p["rectified"])
         except ValueError as e:
             self._camera, self._camera_problem = None, f"CameraInfo on {self.p['camera_info_topic']}: {e}"
             return
@@ -281,7 +341,8 @@ class PoseNode:
         debug_cpu_ms = 0.0
         if self.pub_debug is not None and result.depth_mm is not None and self.pub_debug.get_subscription_count():
             t, t_cpu = time.perf_counter(), time.thread_time()
-            rgb = debug_overlay(result.depth_mm, result.uv, self.names, result.box, depth_range_mm=result.colour_range)
+            depth, uv, box = debug_view(result.depth_mm, result.uv, result.box)
+            rgb = debug_overlay(depth, uv, self.names, box, depth_range_mm=result.colour_range)
             self.pub_debug.publish(conversions.rgb_to_image_msg(rgb, msg.header))
             result.timings_ms["debug_image"] = (time.perf_counter() - t) * 1e3
             debug_cpu_ms = (time.thread_time() - t_cpu) * 1e3
@@ -335,6 +396,8 @@ class PoseNode:
             return FrameResult("inference_error", f"estimate rejected: {estimate.reason}",
                                depth_mm=depth, timings_ms=timings)
         xyz = np.asarray(estimate.xyz, dtype=np.float64)
+        if xyz.shape == (len(self.model_names), 3):
+            xyz = xyz[self._to_canonical]
         confidence = estimate.mean_confidence
         if not np.isfinite(xyz).all() or xyz.shape != (len(self.names), 3):
             self._lose_track()

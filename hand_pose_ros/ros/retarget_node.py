@@ -32,19 +32,23 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from hand_pose_ros.keypoints import CANONICAL
 from hand_pose_ros.retarget import PipelineConfig, RetargetPipeline, SafetyConfig, load_hand_spec, make_retargeter
 from hand_pose_ros.retarget.pipeline import FILTER_TARGETS
 from hand_pose_ros.retarget.safety import TRACKING, WAITING
+from hand_pose_ros.retarget.handedness import DEFAULT_SWITCH_AFTER, HandednessSwitch
 from hand_pose_ros.retarget.spec import SpecError
 
 from . import conversions
 from .common import ThrottledLog, qos_profile, spin_node
 from .params import Param, ParameterError, StartupError, declare_all
 from .stats import OrderedStamps
+
+AUTO_FALLBACK_SIDE = "right"  # handedness: auto, before the pose node has named a side
+HANDEDNESS_MAX_AGE_S = 0.5    # an older handedness message no longer describes the hand
 
 NODE_NAME = "hand_retarget"
 ADAPTERS = ("leap", "float64_multi_array", "joint_trajectory")
@@ -58,8 +62,16 @@ PARAMS = [
     Param("optimisation_method", "vector", "dex-retargeting optimiser for retargeter=optimisation.",
           choices=("vector", "dexpilot"), read_only=True),
     Param("handedness", "right", "Which human hand is tracked (a left hand drives the robot "
-          "as its mirror image).", choices=("right", "left"), read_only=True),
+          "as its mirror image); auto: follow the pose node's handedness topic (right until it "
+          "names a side).", choices=("right", "left", "auto"), read_only=True),
+    Param("handedness_topic", "/hand_pose/handedness", "std_msgs/String left | right | unknown, "
+          "published just before each PoseArray (handedness: auto).", read_only=True),
+    Param("handedness_switch_after", DEFAULT_SWITCH_AFTER, "handedness: auto switches sides only "
+          "after this many consecutive pose messages of the other side.", range=(1, 1000), read_only=True),
     Param("input_topic", "/hand_pose/joints", "PoseArray of the 21 keypoints (metres).", read_only=True),
+    Param("pose_node", "/hand_pose", "Node whose read-only joint_names parameter gives the order of the "
+          "keypoints on input_topic: nothing drives the robot until it is the canonical order, and a "
+          "different order is refused loudly. Empty: not checked (another keypoint source).", read_only=True),
     Param("output_topic", "/hand_retarget/joint_commands", "JointState commands (URDF angles).",
           read_only=True),
     Param("qos", "sensor_data", "QoS of the keypoint subscription (sensor_data = best effort, "
@@ -114,6 +126,15 @@ LEVELS = {"waiting": "ok", "tracking": "ok", "holding": "warn", "ramping to safe
           "at safe pose": "warn"}
 
 
+def joint_order_problem(names) -> str | None:
+    """Why keypoints published in the order `names` cannot be retargeted (None: canonical)."""
+    names = list(names)
+    if names == list(CANONICAL):
+        return None
+    return (f"the keypoints arrive in the order {names}, not the canonical order {list(CANONICAL)}: "
+            "retargeting them would drive the robot with scrambled joints")
+
+
 def parse_adapters(text: str) -> list:
     names = [a.strip().lower() for a in str(text).split(",") if a.strip()]
     unknown = [a for a in names if a not in ADAPTERS]
@@ -130,7 +151,8 @@ def build_pipeline(p: dict) -> RetargetPipeline:
         options = {"method": p["optimisation_method"]} if p["retargeter"] == "optimisation" else {}
         retargeter = make_retargeter(spec, p["retargeter"], **options)
         config = PipelineConfig(
-            handedness=p["handedness"], filter_target=p["filter_target"],
+            handedness=AUTO_FALLBACK_SIDE if p["handedness"] == "auto" else p["handedness"],
+            filter_target=p["filter_target"],
             filter_min_cutoff=p["filter_min_cutoff"], filter_beta=p["filter_beta"],
             filter_d_cutoff=p["filter_d_cutoff"], min_valid_keypoints=p["min_valid_keypoints"],
             max_keypoint_range=p["max_keypoint_range"], input_timeout=p["input_timeout"],
@@ -158,12 +180,27 @@ class RetargetNode:
         self.pub_commands = node.create_publisher(JointState, self.p["output_topic"], 10)
         self.pub_adapters = self._adapter_publishers()
         self.pub_diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.handedness_switch = None
+        self._detected_side = (None, 0.0)  # (the last handedness message, monotonic receive time)
+        if self.p["handedness"] == "auto":
+            self.handedness_switch = HandednessSwitch(self.p["handedness_switch_after"])
+            # Created before the PoseArray subscription: with both messages of a frame waiting,
+            # the executor takes this one first.
+            node.create_subscription(String, self.p["handedness_topic"], self._on_handedness,
+                                     qos_profile(self.p["qos"], 1))
         node.create_subscription(PoseArray, self.p["input_topic"], self._on_pose, qos_profile(self.p["qos"], 1))
         self._seed_state = "waiting" if self.p["joint_states_topic"] else "off"
         if self.p["joint_states_topic"]:
             node.create_subscription(JointState, self.p["joint_states_topic"], self._on_joint_states,
                                      qos_profile("sensor_data", 1))
         self._stamps = OrderedStamps()
+        self._joint_order = "unchecked"  # unchecked | asking | canonical | wrong
+        if self.p["pose_node"]:
+            from rcl_interfaces.srv import GetParameters
+
+            self._joint_order = "waiting"
+            self._parameters = node.create_client(GetParameters, f"{self.p['pose_node'].rstrip('/')}/get_parameters")
+            node.create_timer(0.5, self._ask_joint_order)
         self._timer_period = 1.0 / self.p["timer_rate"]
         node.create_timer(self._timer_period, self._on_timer)
         node.create_timer(self.p["diagnostics_period"], self._publish_diagnostics)
@@ -194,6 +231,59 @@ class RetargetNode:
     def _now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
 
+    def _ask_joint_order(self) -> None:
+        if self._joint_order != "waiting" or not self._parameters.service_is_ready():
+            return
+        from rcl_interfaces.srv import GetParameters
+
+        self._joint_order = "asking"
+        self._parameters.call_async(GetParameters.Request(names=["joint_names"])).add_done_callback(
+            self._on_joint_order)
+
+    def _on_joint_order(self, future) -> None:
+        from rcl_interfaces.msg import ParameterType
+
+        self._joint_order = "waiting"  # unless answered below: ask again
+        try:
+            values = future.result().values
+        except Exception:  # the pose node went away mid-call
+            return
+        if not values or values[0].type != ParameterType.PARAMETER_STRING_ARRAY:
+            return  # not declared yet: the pose node is still loading its model
+        self.check_joint_order(values[0].string_array_value)
+
+    def check_joint_order(self, names) -> None:
+        problem = joint_order_problem(names)
+        self._joint_order = "wrong" if problem else "canonical"
+        if problem:
+            self.node.get_logger().error(f"{self.p['pose_node']}: {problem}. The robot is NOT driven; "
+                                         "fix the pose node (it publishes canonical order) or set pose_node: ''")
+        else:
+            self.node.get_logger().info(f"keypoint order of {self.p['pose_node']} checked: canonical")
+
+    def _on_handedness(self, msg) -> None:
+        self._detected_side = (msg.data, time.monotonic())
+
+    def _follow_handedness(self) -> None:
+        """handedness: auto. The pose node sends a frame's handedness just before its
+        PoseArray, so the latest one belongs to this pose message (or, should DDS deliver the
+        two topics out of order, to the frame before: the same hand, and the switch's
+        hysteresis absorbs it). One older than HANDEDNESS_MAX_AGE_S counts as unknown."""
+        detected, received = self._detected_side
+        if time.monotonic() - received > HANDEDNESS_MAX_AGE_S:
+            detected = None
+        if detected not in (None, "left", "right", "unknown"):
+            self._warn("handedness_value", f"{self.p['handedness_topic']}: {detected!r} is not left, right "
+                                           "or unknown: ignored")
+            detected = None
+        side = self.handedness_switch.observe(detected)
+        if side is None:
+            self._warn("handedness_none", f"handedness auto: no side from {self.p['handedness_topic']} yet (a "
+                                          f"model without a handedness output says 'unknown'): retargeting "
+                                          f"as a {self.pipeline.handedness} hand")
+        elif self.pipeline.set_handedness(side):
+            self.node.get_logger().info(f"handedness auto: now retargeting a {side} hand")
+
     def _on_joint_states(self, msg) -> None:
         if self._seed_state != "waiting":
             return
@@ -215,6 +305,16 @@ class RetargetNode:
                 self._warn("count", f"PoseArray on {self.p['input_topic']} has {len(msg.poses)} poses, "
                                     f"expected {len(CANONICAL)} (canonical keypoints): treated as no hand")
                 keypoints = None
+        if keypoints is not None and self._joint_order not in ("unchecked", "canonical"):
+            if self._joint_order == "wrong":
+                self._warn("order", f"keypoints from {self.p['pose_node']} are not in canonical order: "
+                                    "not retargeted", "error")
+            else:
+                self._warn("order", f"waiting for {self.p['pose_node']}'s joint_names parameter to check "
+                                    "the keypoint order: not retargeted yet")
+            keypoints = None
+        if self.handedness_switch is not None and keypoints is not None:
+            self._follow_handedness()
         try:
             command = self.pipeline.update(keypoints)
         except Exception as e:  # keep commanding safely whatever went wrong
@@ -283,7 +383,9 @@ class RetargetNode:
                 "latency_ms_max": float(max(self._latencies_ms, default=0.0)),
                 "retarget_ms_mean": mean(self._retarget_ms),
                 "valid_keypoints": self.pipeline.last_valid_keypoints,
-                "last_rejection": self.pipeline.last_rejection or ""}
+                "handedness": self.pipeline.handedness + (" (auto)" if self.handedness_switch else ""),
+                "last_rejection": self.pipeline.last_rejection or "",
+                "joint_order": self._joint_order}
 
     def input_timeout_problem(self) -> str | None:
         """Why a configured input_timeout makes the state flap (None when it does not)."""
@@ -301,7 +403,9 @@ class RetargetNode:
             self._warn("input_timeout", problem)
         self.pub_diagnostics.publish(conversions.diagnostic_array(
             self.node.get_clock().now().to_msg(), f"{self.node.get_name()}: retargeting",
-            self.pipeline.spec.name, LEVELS[state], state, self.diagnostics_values()))
+            self.pipeline.spec.name, "error" if self._joint_order == "wrong" else LEVELS[state],
+            "keypoints not in canonical order" if self._joint_order == "wrong" else state,
+            self.diagnostics_values()))
 
 
 def main(argv=None) -> int:
