@@ -154,3 +154,20 @@ def test_joint_order_problem_accepts_only_the_canonical_order():
     assert joint_order_problem(CANONICAL) is None
     for dataset in ("msra", "hands2017"):
         assert "not the canonical order" in joint_order_problem(DATASET_ORDERS[dataset])
+
+
+def test_max_joint_velocity_has_one_source():
+    import re
+
+    import yaml
+
+    from hand_pose_ros.retarget import SafetyConfig
+    from hand_pose_ros.ros.retarget_node import NODE_NAME, PARAMS
+
+    declared = {p.name: p.default for p in PARAMS}
+    assert declared["max_joint_velocity"] == SafetyConfig().max_velocity
+    leap = yaml.safe_load((CONFIG / "retarget_leap.yaml").read_text())[NODE_NAME]["ros__parameters"]
+    assert "max_joint_velocity" not in leap  # LEAP runs on the code default
+    readme = (CONFIG.parent / "README.md").read_text()
+    (documented,) = re.findall(r"\| `max_joint_velocity` \| `([0-9.]+)` \|", readme)
+    assert float(documented) == SafetyConfig().max_velocity

@@ -84,13 +84,13 @@ PARAMS = [
           "(rad/s for joints, m/s for keypoints).", range=(0.0, 10000.0), read_only=True),
     Param("filter_d_cutoff", 1.0, "One Euro cutoff of the speed estimate (Hz).", range=(0.01, 100.0),
           read_only=True),
-    Param("max_joint_velocity", 3.0, "Velocity clamp for every joint (rad/s), also capped by "
+    Param("max_joint_velocity", SafetyConfig.max_velocity, "Velocity clamp for every joint (rad/s), also capped by "
           "the hand's own limits.", range=(0.01, 100.0), read_only=True),
-    Param("hold_timeout", 0.5, "Seconds to hold the last command after tracking is lost.",
+    Param("hold_timeout", SafetyConfig.hold_timeout, "Seconds to hold the last command after tracking is lost.",
           range=(0.0, 60.0), read_only=True),
-    Param("ramp_time", 2.0, "Seconds to ramp to the safe pose after the hold.", range=(0.0, 600.0),
+    Param("ramp_time", SafetyConfig.ramp_time, "Seconds to ramp to the safe pose after the hold.", range=(0.0, 600.0),
           read_only=True),
-    Param("ramp_speed", 0.0, "If > 0: ramp at this speed (rad/s) instead of over ramp_time.",
+    Param("ramp_speed", SafetyConfig.ramp_speed, "If > 0: ramp at this speed (rad/s) instead of over ramp_time.",
           range=(0.0, 100.0), read_only=True),
     Param("min_valid_keypoints", 15, "Fewer usable keypoints than this count as tracking lost.",
           range=(4, 21), read_only=True),
