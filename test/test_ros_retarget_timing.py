@@ -38,6 +38,7 @@ def make_node():
     made = []
 
     def make(**params):
+        params.setdefault("pose_node", "")  # no pose node to check the keypoint order with
         overrides = [Parameter("use_sim_time", value=True)] + [Parameter(k, value=v) for k, v in params.items()]
         node = rclpy.create_node(f"hand_retarget_{len(made)}", context=context, parameter_overrides=overrides)
         made.append(node)
