@@ -36,6 +36,8 @@ class Predictions:
     invalid: list = field(default_factory=list)       # indices with an invalid network output
     seconds: float = 0.0
     missing_joints: tuple = ()                        # labelled joints the model does not predict
+    # (network's handedness, labelled handedness) per frame where both are known
+    handedness_pairs: list = field(default_factory=list)
 
 
 def open_test_set(dataset: str, root=None, split: str = "test", limit: int | None = None,
@@ -128,7 +130,7 @@ def predict(estimator, samples, batch: int = 64, cube: str = "model", limit: int
     count, frames = _frames(samples, count, limit)
     names = None
     missing: tuple = ()
-    uvd, gt, cams, frame_names, no_hand, invalid = [], [], [], [], [], []
+    uvd, gt, cams, frame_names, no_hand, invalid, handedness_pairs = [], [], [], [], [], [], []
     start = time.perf_counter()
     bar = tqdm(total=count, desc="eval run", unit="frame", file=sys.stderr, disable=not progress)
 
@@ -139,6 +141,9 @@ def predict(estimator, samples, batch: int = 64, cube: str = "model", limit: int
             estimates = chosen.estimate_batch([(s.depth_mm, s.cam) for s in group])
             for sample, estimate in zip(group, estimates):
                 index = len(uvd)
+                labelled_side = (sample.meta or {}).get("handedness")
+                if estimate is not None and estimate.handedness is not None and labelled_side in ("left", "right"):
+                    handedness_pairs.append((estimate.handedness, labelled_side))
                 if estimate is not None and estimate.valid:
                     uvd.append(np.asarray(estimate.uvd, np.float64)[to_dataset])
                 else:
@@ -177,7 +182,8 @@ def predict(estimator, samples, batch: int = 64, cube: str = "model", limit: int
     labelled = all(g is not None for g in gt)
     return Predictions(keypoint_names=names, uvd=np.stack(uvd), gt_uvd=np.stack(gt) if labelled else None,
                        cams=cams, frame_names=frame_names, no_hand=no_hand, invalid=invalid,
-                       seconds=time.perf_counter() - start, missing_joints=missing)
+                       seconds=time.perf_counter() - start, missing_joints=missing,
+                       handedness_pairs=handedness_pairs)
 
 
 def scoring_intrinsics(dataset: str, cams, fx=None, fy=None, cx=None, cy=None):
@@ -239,6 +245,10 @@ def run_command(args) -> int:
         "frames_without_hand": len(predictions.no_hand), "frames_with_invalid_output": len(predictions.invalid),
         "seconds": predictions.seconds, "frames_per_second": frames / predictions.seconds,
         "gt": None, "intrinsics": None, "results": [],
+        # share of the frames with a labelled side (synthetic) where the network's is right
+        "handedness_accuracy": (float(np.mean([said == true for said, true in predictions.handedness_pairs]))
+                                if predictions.handedness_pairs else None),
+        "handedness_frames": len(predictions.handedness_pairs),
     }
     gt_uvd = predictions.gt_uvd
     if args.gt is not None:

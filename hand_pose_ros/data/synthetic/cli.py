@@ -28,7 +28,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     bench = parser.add_argument_group("benchmark (--bench: measure, write nothing)")
     bench.add_argument("--bench", action="store_true", help="measure training crops/s and full frames/s")
-    bench.add_argument("--device", default="cpu", help="torch device for --bench (cpu, cuda, cuda:1)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device that renders (cpu, cuda, cuda:1); the frames are the same either way "
+                             "(random numbers come from CPU generators), a GPU is much faster")
     bench.add_argument("--batch", type=int, default=64, help="batch size for --bench")
     bench.add_argument("--frames", type=int, default=512, help="frames per measurement for --bench")
     bench.add_argument("--threads", type=int, default=None, help="torch CPU threads for --bench")
@@ -74,7 +76,7 @@ def run(args) -> int:
         split = "all"
     start = time.perf_counter()
     try:
-        root = write_dataset(args.out, count, seed, config, force=args.force, split=split)
+        root = write_dataset(args.out, count, seed, config, force=args.force, split=split, device=args.device)
     except (FileExistsError, ValueError) as e:
         print(f"hand-pose synth: {e}", file=sys.stderr)
         return 1

