@@ -92,6 +92,21 @@ class RetargetPipeline:
         self.last_retarget_seconds = 0.0        # cost of the last retarget call (for diagnostics)
         self.last_valid_keypoints = 0
         self.last_rejection: str | None = None  # why the last pose message gave no target
+        self.handedness = self.config.handedness  # the human hand side the hand frame is built for
+
+    def set_handedness(self, side: str) -> bool:
+        """Build the hand frame for `side` from the next message on (handedness: auto follows
+        the detected side). On a change the filter history and warm starts, which belong to
+        the other side's frame, are dropped. True if the side changed."""
+        side = check_handedness(side)
+        if side == self.handedness:
+            return False
+        self.handedness = side
+        for f in (self._keypoint_filter, self._joint_filter):
+            if f is not None:
+                f.reset()
+        self.retargeter.reset()
+        return True
 
     @property
     def state(self) -> str:
@@ -153,7 +168,7 @@ class RetargetPipeline:
                 self.last_rejection = (f"{int(usable.sum())} usable keypoints (palm: {bool(usable[_PALM].all())}), "
                                        f"fewer than min_valid_keypoints {self.config.min_valid_keypoints} or no palm")
             elif self.config.plausibility_check:
-                self.last_rejection = implausibility(kp * 1000.0, self.config.handedness)
+                self.last_rejection = implausibility(kp * 1000.0, self.handedness)
             if self.last_rejection is None:
                 target = self._retarget(kp, float(t))
         else:
@@ -181,7 +196,7 @@ class RetargetPipeline:
         if self._keypoint_filter is not None:
             kp = self._keypoint_filter(kp, t)
         start = time.perf_counter()
-        q = np.asarray(self.retargeter.retarget(kp, self.config.handedness), dtype=np.float64)
+        q = np.asarray(self.retargeter.retarget(kp, self.handedness), dtype=np.float64)
         self.last_retarget_seconds = time.perf_counter() - start
         if self._joint_filter is not None:
             q = self._joint_filter(q, t)
