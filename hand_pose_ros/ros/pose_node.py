@@ -65,6 +65,9 @@ PARAMS = [
     Param("publish_markers", True, "Publish keypoint spheres and the skeleton on ~/markers."),
     Param("publish_debug_image", True, "Publish a colour-mapped depth image with the skeleton "
           "(rendered only while subscribed)."),
+    Param("handedness_override", "auto", "Which hand ~/handedness reports: auto = the model's "
+          "handedness output ('unknown' for a model without one); left / right = always that "
+          "(a camera that only ever sees one hand).", choices=("auto", "left", "right")),
     Param("diagnostics_period_s", 1.0, "Period of the /diagnostics status.", range=(0.1, 60.0)),
     Param("filter.enabled", True, "One Euro filter on the keypoints."),
     Param("filter.min_cutoff", 1.0, "One Euro cutoff at rest (Hz).", range=(0.01, 100.0)),
@@ -103,6 +106,8 @@ class FrameResult:
     depth_mm: np.ndarray | None = None     # [H, W] decoded frame
     colour_range: tuple | None = None      # (near, far) mm for the debug image; None = automatic
     timings_ms: dict = field(default_factory=dict)
+    handedness: str | None = None          # "left" / "right" (override or network); None = unknown
+    left_probability: float | None = None  # the network's P(left hand); None without a handedness head
 
 
 def canonical_order(model_names) -> np.ndarray:
@@ -250,6 +255,7 @@ class PoseNode:
         self._latency_ms = Window(300)
         self._timings: dict[str, Window] = {}
         self.frames_received = self.frames_processed = self.frames_published = 0
+        self._handedness_text = "unknown"  # of the last published frame, for diagnostics
         self._seed = None
 
         qos = qos_profile(self.p["qos"], self.p["qos_depth"])
@@ -271,9 +277,9 @@ class PoseNode:
 
     # ------------------------------------------------------------ set-up
     def _count_inference_cpu(self, backend) -> None:
-        """Wrap backend.infer to add this thread's CPU time spent inside it to
+        """Wrap backend.infer_outputs to add this thread's CPU time spent inside it to
         self._infer_cpu_s, so the node's own CPU cost per frame can exclude inference."""
-        infer = backend.infer
+        infer = backend.infer_outputs  # what the estimator calls (infer goes through it too)
 
         def timed_infer(crops):
             start = time.thread_time()
@@ -282,7 +288,7 @@ class PoseNode:
             finally:
                 self._infer_cpu_s += time.thread_time() - start
 
-        backend.infer = timed_infer
+        backend.infer_outputs = timed_infer
 
     def _make_publishers(self):
         from diagnostic_msgs.msg import DiagnosticArray
@@ -290,7 +296,11 @@ class PoseNode:
         from sensor_msgs.msg import Image
         from visualization_msgs.msg import MarkerArray
 
+        from std_msgs.msg import String
+
         n = self.node
+        # Published just before the PoseArray of the same frame (see _publish_pose).
+        self.pub_handedness = n.create_publisher(String, "~/handedness", 10)
         self.pub_joints = n.create_publisher(PoseArray, "~/joints", 10)
         self.pub_markers = n.create_publisher(MarkerArray, "~/markers", 10) if self.p["publish_markers"] else None
         self.pub_debug = n.create_publisher(Image, "~/debug_image", 2) if self.p["publish_debug_image"] else None
@@ -422,8 +432,12 @@ class PoseNode:
             state, detail = "tracking", f"mean confidence {confidence:.2f}"
         # Colour the debug image around the hand: its crop cube in front, the scene behind.
         hand_d, cube = float(estimate.com_uvd[2]), float(estimate.half_cube_mm)
+        left_probability = getattr(estimate, "left_probability", None)
+        override = self.p["handedness_override"]
+        handedness = getattr(estimate, "handedness", None) if override == "auto" else override
         return FrameResult(state, detail, xyz_mm=xyz, uv=uv, box=box, depth_mm=depth, timings_ms=timings,
-                           colour_range=(max(hand_d - cube, 1.0), hand_d + 2 * cube))
+                           colour_range=(max(hand_d - cube, 1.0), hand_d + 2 * cube),
+                           handedness=handedness, left_probability=left_probability)
 
     def _smooth(self, xyz: np.ndarray, stamp: float) -> np.ndarray:
         if self._filter is None:
@@ -442,6 +456,10 @@ class PoseNode:
 
     def _publish_pose(self, header, result: FrameResult) -> None:
         quaternion = conversions.palm_quaternion(result.xyz_mm, self.names)
+        # std_msgs/String has no header: it goes out first, from this one thread, so a
+        # subscriber pairs each PoseArray with the handedness received just before it.
+        self.pub_handedness.publish(conversions.handedness_msg(result.handedness))
+        self._handedness_text = self._describe_handedness(result) or "unknown"
         self.pub_joints.publish(conversions.keypoints_to_pose_array(result.xyz_mm, header, quaternion, self.names))
         now = self.node.get_clock().now().nanoseconds * 1e-9
         self._latency_ms.add((now - conversions.stamp_to_seconds(header.stamp)) * 1e3)
@@ -453,7 +471,12 @@ class PoseNode:
             self.tf.send(conversions.keypoints_to_transforms(result.xyz_mm, header, self.p["frame_prefix"],
                                                              quaternion, self.names))
         if self.pub_markers is not None and self.pub_markers.get_subscription_count():
-            self.pub_markers.publish(conversions.keypoints_to_markers(result.xyz_mm, header, self.names))
+            self.pub_markers.publish(conversions.keypoints_to_markers(result.xyz_mm, header, self.names,
+                                                                      label=self._describe_handedness(result)))
+
+    def _describe_handedness(self, result: FrameResult) -> str | None:
+        return conversions.handedness_label(result.handedness, result.left_probability,
+                                            overridden=self.p["handedness_override"] != "auto")
 
     # ------------------------------------------------------------ state and diagnostics
     def _set_state(self, state: str, detail: str) -> None:
@@ -475,6 +498,7 @@ class PoseNode:
             "latency_ms_p50": self._latency_ms.percentile(50),
             "latency_ms_p99": self._latency_ms.percentile(99),
             "backend": describe_estimator(self.estimator),
+            "handedness": self._handedness_text,
         }
         for key, window in sorted(self._timings.items()):
             values[f"time_ms.{key}"] = window.mean()
