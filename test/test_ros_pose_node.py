@@ -102,7 +102,8 @@ def test_outputs_carry_the_input_stamp_and_frame(ros, start_node, random_onnx_mo
     children = {t.child_frame_id for m in tf for t in m.transforms}
     assert children == {f"hand_{n}" for n in keypoints.CANONICAL}
     assert all(t.header.frame_id == FRAME for m in tf for t in m.transforms)
-    assert {m.type for m in markers[-1].markers} == {markers[-1].markers[0].SPHERE_LIST, markers[-1].markers[0].LINE_LIST}
+    marker = markers[-1].markers[0]  # joints, bones and (the model names a side) the handedness label
+    assert {m.type for m in markers[-1].markers} == {marker.SPHERE_LIST, marker.LINE_LIST, marker.TEXT_VIEW_FACING}
     image = debug[-1]
     assert (image.encoding, image.width, image.height) == ("rgb8", CAM.width, CAM.height)
     assert image.header.frame_id == FRAME and conv.stamp_key(image.header.stamp) in sent
