@@ -11,6 +11,7 @@ pytest.importorskip("onnxruntime")
 from hand_pose_ros.inference import backends  # noqa: E402
 from hand_pose_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend, providers_for  # noqa: E402
 from hand_pose_ros.inference.backends.torch_backend import TorchBackend  # noqa: E402
+from hand_pose_ros.inference.model_file import sha256_file  # noqa: E402
 from hand_pose_ros.inference.sample_inputs import realistic_crops  # noqa: E402
 from hand_pose_ros.model import ModelFileError, SRNet, SRNetConfig, save_checkpoint  # noqa: E402
 
@@ -63,10 +64,16 @@ def test_onnxruntime_int8_is_quantised_once_and_cached(random_onnx_model, crops,
     # The head stays FP32 (only convolutions are quantised) and still answers.
     np.testing.assert_allclose(first.infer_outputs(crops).left_probability, RANDOM_MODEL_LEFT_PROBABILITY,
                                atol=1e-3)
-    stamp = cached[0].stat().st_mtime_ns
+    stamp, digest = cached[0].stat().st_mtime_ns, sha256_file(cached[0])
+    # Reused, not rebuilt: the same file, untouched. (Quantising again is not a test of the
+    # cache: calibration runs ONNX Runtime with all cores, and nothing promises the same
+    # activation ranges, hence the same model, from another run or core count.)
     again = OnnxRuntimeBackend.load(random_onnx_model, "cpu", precision="int8", calibration_crops=calibration,
-                                    cache_dir=tmp_path)
-    assert cached[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
+                                    cache_dir=tmp_path, threads=1)
+    assert cached[0].stat().st_mtime_ns == stamp and sha256_file(cached[0]) == digest
+    assert list(tmp_path.glob("*-int8-*onnxruntime*.engine")) == cached
+    # The same model and the same thread count: bit-equal. (Across thread counts ONNX
+    # Runtime may split a reduction differently; the H200's 16 cores against threads=1 did.)
     assert np.array_equal(again.infer(crops)[0], uvd)
     ops = {node.op_type for node in __import__("onnx").load(str(cached[0])).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
@@ -182,7 +189,7 @@ def machine(monkeypatch):
     class Machine:
         trt = gpu = torch_gpu = False
     m = Machine()
-    monkeypatch.setattr(backends, "tensorrt_available", lambda: m.trt)
+    monkeypatch.setattr(backends, "tensorrt_problem", lambda: None if m.trt else "tensorrt does not import")
     monkeypatch.setattr(backends, "cuda_available", lambda: m.gpu)
     monkeypatch.setattr(backends, "torch_cuda_available", lambda: m.torch_gpu)
     return m
@@ -204,6 +211,51 @@ def test_auto_prefers_tensorrt_then_torch_cuda_then_onnxruntime(machine, checkpo
     assert (choice.backend, choice.device) == ("onnxruntime", "cpu") and "no CUDA GPU" in choice.reason
     choice = backends.choose_backend(checkpoint)
     assert (choice.backend, choice.device) == ("torch", "cpu") and "only a checkpoint" in choice.reason
+
+
+def test_auto_falls_back_to_onnxruntime_when_tensorrt_has_no_cuda_binding(random_onnx_model, monkeypatch, caplog):
+    """JetPack ships TensorRT's Python bindings but neither pycuda nor cuda-python: 'auto'
+    must run ONNX Runtime and say why, not fail at start-up."""
+    import sys
+    import types
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda", "pycuda.driver"):
+        monkeypatch.setitem(sys.modules, name, None)  # unimportable
+    monkeypatch.setattr(backends, "cuda_available", lambda: True)  # torch sees the GPU
+    assert "neither cuda-python nor pycuda" in backends.tensorrt_problem()
+    with caplog.at_level(logging.INFO, logger="hand_pose_ros.inference"):
+        backend = backends.create_backend("auto", random_onnx_model, cpu_threads=1)
+    assert backend.name == "onnxruntime" and backend.describe()["threads"] == 1
+    assert "backend auto -> onnxruntime" in caplog.text and "neither cuda-python nor pycuda" in caplog.text
+
+
+def test_cpu_threads_do_not_need_torch(random_onnx_model):
+    """The pose node's cpu_threads > 0 on a robot without torch: ONNX Runtime gets the
+    threads, and torch is never imported."""
+    import subprocess
+    import sys
+    code = f"""
+import sys
+sys.modules["torch"] = None  # unimportable, as on a robot without it
+from hand_pose_ros.ros.pose_node import PARAMS, load_estimator
+values = {{p.name: p.default for p in PARAMS}}
+values.update(model_path={str(random_onnx_model)!r}, cpu_threads=2, backend="auto", device="cpu")
+estimator, _ = load_estimator(values)
+info = estimator.backend.describe()
+assert info["backend"] == "onnxruntime" and info["threads"] == 2, info
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_cpu_threads_reach_the_torch_backend(checkpoint):
+    before = torch.get_num_threads()
+    try:
+        backends.create_backend("torch", checkpoint, "cpu", cpu_threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_auto_uses_the_checkpoints_own_onnx_export(machine, checkpoint, random_onnx_model, tmp_path, caplog):
@@ -245,7 +297,8 @@ def test_engine_key_changes_with_everything_an_engine_depends_on():
     assert same.filename() == KEY.filename() and same.digest() == KEY.digest()
     changes = [dict(runtime_version="10.4.0"), dict(device_name="NVIDIA H100 80GB HBM3"), dict(precision="fp32"),
                dict(onnx_sha256="cd" * 32), dict(batch_profile=(1, 8, 64)), dict(calibration_sha256="ef" * 32),
-               dict(workspace_mb=1024), dict(runtime="onnxruntime")]
+               dict(workspace_mb=1024), dict(runtime="onnxruntime"), dict(build_recipe="v3-0123456789abcdef"),
+               dict(compute_capability="7.2"), dict(platform_release="L4T R36.4.4")]
     names = {dataclasses.replace(KEY, **change).filename() for change in changes}
     assert len(names) == len(changes) and KEY.filename() not in names
     assert "fp16" in KEY.filename() and "nvidia-jetson-agx-orin" in KEY.filename() and "trt10.3.0" in KEY.filename()
@@ -322,6 +375,32 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert EngineCache().directory == tmp_path / "x"
 
 
+def test_build_recipe_names_flags_fp32_layers_and_profiles():
+    from hand_pose_ros.inference.backends.engine_cache import BUILD_RECIPE_VERSION, PrecisionPlan, build_recipe
+    fp16 = plan_precision("fp16")
+    recipe = build_recipe(fp16, (1, 1, 32))
+    assert recipe.startswith(f"v{BUILD_RECIPE_VERSION}-") and recipe == build_recipe(fp16, [1, 1, 32])
+    others = {build_recipe(plan_precision("fp32"), (1, 1, 32)), build_recipe(fp16, (1, 4, 32)),
+              build_recipe(PrecisionPlan("fp16", fp16.set_flags, (), ("NORMALIZATION",)), (1, 1, 32)),
+              build_recipe(plan_precision("int8"), (1, 1, 32), (32, 32, 32)),
+              build_recipe(plan_precision("int8"), (1, 1, 32), (16, 16, 16))}
+    assert len(others) == 5 and recipe not in others
+
+
+@pytest.mark.parametrize("text, release", [
+    ("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8\n",
+     "L4T R36.4.3"),
+    ("# R35 (release), REVISION: 5.0, GCID: 35550185, BOARD: t186ref, EABI: aarch64\n", "L4T R35.5.0"),
+    ("something else entirely\n", "L4T something-else-entirely"),
+    (None, "")])
+def test_l4t_release_of_a_jetson(tmp_path, text, release):
+    from hand_pose_ros.inference.backends.engine_cache import l4t_release
+    path = tmp_path / "nv_tegra_release"
+    if text is not None:
+        path.write_text(text)
+    assert l4t_release(path) == release
+
+
 def test_precision_plans():
     fp16 = plan_precision("fp16")
     assert "FP16" in fp16.set_flags and "NORMALIZATION" in fp16.fp32_layer_types
@@ -370,6 +449,49 @@ def test_tensorrt_backend_missing_gives_a_clear_error(random_onnx_model, monkeyp
     monkeypatch.setattr(builtins, "__import__", no_tensorrt)
     with pytest.raises(RuntimeError, match="needs the TensorRT 10 Python bindings"):
         backends.create_backend("tensorrt", random_onnx_model)
+
+
+def run_on_another_thread(function):
+    """function() on a new thread (as the pose node's worker runs inference); its result."""
+    import threading
+    result = {}
+
+    def work():
+        try:
+            result["value"] = function()
+        except Exception as e:  # re-raised here
+            result["error"] = e
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_torch_cuda_backend_infers_from_another_thread_on_its_device(checkpoint, crops, cuda_graph):
+    """Loaded on this thread, run on a worker thread, on the last GPU (cuda:1 and up on a
+    multi-GPU host: a worker thread's current device is cuda:0)."""
+    device = f"cuda:{torch.cuda.device_count() - 1}"
+    reference = TorchBackend.load(checkpoint, device).infer(crops)[0]
+    backend = TorchBackend.load(checkpoint, device, precision="fp16" if cuda_graph else None, cuda_graph=cuda_graph)
+    uvd = run_on_another_thread(lambda: backend.infer(crops)[0])
+    assert np.isfinite(uvd).all() and np.abs(uvd - reference).max() < (0.1 if cuda_graph else 1e-5)
+
+
+def test_tensorrt_engine_infers_from_another_thread(random_onnx_model, crops, tmp_path):
+    pytest.importorskip("tensorrt")
+    if not CUDA:
+        pytest.skip("needs a CUDA GPU")
+    device = f"cuda:{torch.cuda.device_count() - 1}"
+    reference = OnnxRuntimeBackend.load(random_onnx_model).infer(crops)[0]
+    backend = backends.create_backend("tensorrt", random_onnx_model, device=device, precision="fp32",
+                                      cache_dir=tmp_path)
+    uvd = run_on_another_thread(lambda: backend.infer(crops)[0])
+    assert np.abs(uvd - reference).max() < 1e-3 and backend.describe()["cuda_device"] == int(device[-1])
 
 
 def test_tensorrt_engine_matches_onnxruntime(random_onnx_model, crops, tmp_path):

@@ -93,7 +93,7 @@ def test_the_cycle_finder_finds_a_lazy_cycle(tmp_path, monkeypatch):
     assert cycles(import_graph()) == [["hand_pose_ros.sub.a", "hand_pose_ros.sub.b"]]
 
 
-@pytest.mark.parametrize("area", ["evaluation", "retarget", "ros"])
+@pytest.mark.parametrize("area", ["evaluation", "inference", "retarget", "ros"])
 def test_no_import_cycles(area):
     found = [c for c in cycles(import_graph())
              if any(m.startswith(f"hand_pose_ros.{area}") for m in c)]

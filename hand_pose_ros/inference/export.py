@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends.base import setup_cli_logging
+from .backends.engine_cache import DEFAULT_BATCH_PROFILE, DEFAULT_PRECISION
 from .model_file import (HANDEDNESS_OUTPUT, INPUT_NAME, META_CONFIG, META_FORMAT, META_KEYPOINTS,
                          META_SOURCE_SHA256, model_file_error, model_kind, onnx_format, output_names,
                          read_onnx_config, sha256_file)
@@ -244,18 +245,31 @@ def add_arguments(parser) -> None:
                         help="skip the ONNX Runtime vs PyTorch parity check")
     parser.add_argument("--tensorrt", action="store_true",
                         help="also build (or find cached) the TensorRT engine for this GPU (needs tensorrt)")
-    parser.add_argument("--precision", choices=("fp16", "fp32", "int8"), default="fp16",
+    parser.add_argument("--precision", choices=("fp16", "fp32", "int8"), default=DEFAULT_PRECISION,
                         help="TensorRT engine precision (default %(default)s)")
-    parser.add_argument("--max-batch", type=int, default=32, help="TensorRT batch profile maximum (default 32)")
+    parser.add_argument("--max-batch", type=int, default=DEFAULT_BATCH_PROFILE[2],
+                        help="TensorRT batch profile maximum (default %(default)s)")
     parser.add_argument("--engine-cache", default=None, help="TensorRT engine cache directory "
                         "(default ~/.cache/hand_pose_ros/engines)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
+def export_into(checkpoint, directory) -> Path:
+    """The ONNX export of `checkpoint` inside `directory` (the engine cache), named by the
+    checkpoint's sha256 and exported only when not there yet: what the TensorRT backend
+    builds from when given a checkpoint."""
+    target = Path(directory) / f"onnx-{sha256_file(checkpoint)[:16]}.onnx"
+    if not target.exists():
+        log.info("TensorRT: exporting checkpoint %s to ONNX (%s) first", checkpoint, target)
+        export_checkpoint(checkpoint, target, verify=False)
+    return target
+
+
 def build_tensorrt_engine(onnx_path, precision: str, max_batch: int, cache_dir=None) -> dict:
     from .backends.tensorrt_backend import TensorRTBackend
+    low, opt, _ = DEFAULT_BATCH_PROFILE
     backend = TensorRTBackend.load(onnx_path, device="cuda", precision=precision, cache_dir=cache_dir,
-                                   batch_profile=(1, 1, max_batch))
+                                   batch_profile=(low, min(opt, max_batch), max_batch))
     return {"engine": str(backend.engine_path), "built_now": backend.built, "precision": precision,
             "batch_profile": list(backend.key.batch_profile), "gpu": backend.key.device_name,
             "tensorrt": backend.key.runtime_version}

@@ -17,15 +17,12 @@ import torch
 from torch import nn
 
 from .config import SRNetConfig
+from .errors import ModelFileError
 from .network import SRNet
 
 FORMAT = "hand_pose_ros.srnet"
 FORMAT_VERSION = 1
 _RESERVED = ("format", "format_version", "config", "state_dict")
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be used; the message names the file and what is wrong."""
 
 
 def save_checkpoint(path, model: nn.Module, config: SRNetConfig, **extra) -> Path:

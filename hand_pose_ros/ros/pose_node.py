@@ -191,11 +191,9 @@ def load_estimator(values: dict):
     if values["engine_cache_dir"] and backend in ("auto", "tensorrt"):
         options["cache_dir"] = values["engine_cache_dir"]
     if values["cpu_threads"]:
-        if backend in ("auto", "onnxruntime"):
-            options["threads"] = values["cpu_threads"]
-        if backend in ("auto", "torch"):
-            import torch
-            torch.set_num_threads(values["cpu_threads"])
+        # Applied by whichever backend runs: importing torch here would make an ONNX Runtime
+        # robot (no torch installed) fail at start-up.
+        options["cpu_threads"] = values["cpu_threads"]
     if values["min_depth_mm"] >= values["max_depth_mm"]:
         raise StartupError(f"min_depth_mm={values['min_depth_mm']} must be below max_depth_mm={values['max_depth_mm']}")
     try:

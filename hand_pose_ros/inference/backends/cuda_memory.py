@@ -2,10 +2,18 @@
 binding is installed: cuda-python (`cuda.bindings.runtime`, or `cuda.cudart` before 12.6)
 or pycuda (what JetPack ships). No torch needed on the robot.
 
-    cuda = cuda_api()                    # raises RuntimeError when neither binding imports
-    buffer = cuda.malloc(nbytes); cuda.copy_to_device(buffer, host_array, stream) ...
+    cuda = cuda_api(device)              # raises RuntimeError when neither binding imports
+    with cuda.activate():                # on EVERY thread that touches the device
+        buffer = cuda.malloc(nbytes); cuda.copy_to_device(buffer, host_array, stream) ...
+
+Why activate(): which GPU (cuda-python: cudaSetDevice) and which context (pycuda: a context
+stack) are per CPU thread. A backend loaded on a node's main thread and run on its worker
+thread would otherwise run on device 0 (cuda-python) or with no context at all (pycuda).
 """
 from __future__ import annotations
+
+import contextlib
+import threading
 
 import numpy as np
 
@@ -23,26 +31,54 @@ def _cuda_python_runtime():
         return None
 
 
+def _pycuda_driver():
+    try:
+        import pycuda.driver as driver
+    except ImportError:
+        return None
+    return driver
+
+
+def cuda_binding_name() -> str | None:
+    """'cuda-python' or 'pycuda', whichever cuda_api() would use; None when neither imports
+    (JetPack ships neither by default). Imports only: no device is touched."""
+    if _cuda_python_runtime() is not None:
+        return "cuda-python"
+    return "pycuda" if _pycuda_driver() is not None else None
+
+
 def cuda_device_count() -> int:
     """CUDA devices visible through cuda-python or pycuda (0 when neither works)."""
     runtime = _cuda_python_runtime()
     if runtime is not None:
         err, count = runtime.cudaGetDeviceCount()
         return int(count) if int(err) == 0 else 0
+    driver = _pycuda_driver()
+    if driver is None:
+        return 0
     try:
-        import pycuda.driver as driver
         driver.init()
         return driver.Device.count()
-    except Exception:  # pycuda missing, or no driver / device
+    except Exception:  # no driver / device
         return 0
 
 
 class CudaPython:
-    """cuda-python runtime API. Pointers are ints."""
+    """cuda-python runtime API on one device. Pointers are ints. activate() calls
+    cudaSetDevice (per thread in the runtime API) each time: cheap, and right on any thread."""
     name = "cuda-python"
 
-    def __init__(self, runtime):
+    def __init__(self, runtime, device: int = 0):
         self.rt = runtime
+        self.device = int(device)
+        count = self._check(self.rt.cudaGetDeviceCount())
+        if not 0 <= self.device < int(count):
+            raise RuntimeError(f"CUDA device {self.device} does not exist ({count} visible)")
+
+    @contextlib.contextmanager
+    def activate(self):
+        self._check(self.rt.cudaSetDevice(self.device))
+        yield
 
     def _check(self, result):
         err, *values = result if isinstance(result, tuple) else (result,)
@@ -50,13 +86,14 @@ class CudaPython:
             raise RuntimeError(f"CUDA error {err}")
         return values[0] if len(values) == 1 else values
 
-    def set_device(self, device: int) -> None:
-        self._check(self.rt.cudaSetDevice(int(device)))
-
-    def device_name(self, device: int = 0) -> str:
-        props = self._check(self.rt.cudaGetDeviceProperties(device))
-        name = props.name
+    def device_name(self) -> str:
+        """What cudaGetDeviceProperties calls the GPU: 'NVIDIA H200', 'Orin' on a Jetson Orin."""
+        name = self._check(self.rt.cudaGetDeviceProperties(self.device)).name
         return (name.decode(errors="replace") if isinstance(name, bytes) else str(name)).rstrip("\x00").strip()
+
+    def compute_capability(self) -> str:
+        props = self._check(self.rt.cudaGetDeviceProperties(self.device))
+        return f"{props.major}.{props.minor}"
 
     def stream(self):
         return self._check(self.rt.cudaStreamCreate())
@@ -89,21 +126,42 @@ class CudaPython:
 
 
 class PyCuda:
-    """pycuda driver API with its own primary context (pycuda.autoinit)."""
+    """pycuda driver API on one device, through that device's primary context (the one
+    the CUDA runtime, TensorRT and torch use too). Not pycuda.autoinit: that makes a context
+    current on the importing thread only. activate() pushes the context onto the calling
+    thread's stack and pops it afterwards (nested activations push once)."""
     name = "pycuda"
 
-    def __init__(self):
-        import pycuda.autoinit  # noqa: F401  (creates and pushes a context on device 0)
-        import pycuda.driver as driver
+    def __init__(self, driver, device: int = 0):
         self.driver = driver
+        self.device = int(device)
+        driver.init()
+        count = driver.Device.count()
+        if not 0 <= self.device < count:
+            raise RuntimeError(f"CUDA device {self.device} does not exist ({count} visible)")
+        self._device = driver.Device(self.device)
+        self.context = self._device.retain_primary_context()
+        self._local = threading.local()
 
-    def set_device(self, device: int) -> None:
-        if device != 0:
-            raise RuntimeError("with pycuda the tensorrt backend runs on cuda:0 only (pycuda.autoinit); "
-                               "select the GPU with CUDA_VISIBLE_DEVICES")
+    @contextlib.contextmanager
+    def activate(self):
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            self.context.push()
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                self.driver.Context.pop()
 
-    def device_name(self, device: int = 0) -> str:
-        return self.driver.Device(device).name()
+    def device_name(self) -> str:
+        return self._device.name()
+
+    def compute_capability(self) -> str:
+        major, minor = self._device.compute_capability()
+        return f"{major}.{minor}"
 
     def stream(self):
         return self.driver.Stream()
@@ -133,13 +191,17 @@ class PyCuda:
         return self.driver.pagelocked_empty(shape, dtype)
 
 
-def cuda_api():
-    """CudaPython when cuda-python imports, else PyCuda; RuntimeError when neither does."""
+NO_BINDING = ("the TensorRT backend needs cuda-python (pip install cuda-python) or pycuda "
+              "(JetPack: python3-pycuda) for device buffers")
+
+
+def cuda_api(device: int = 0):
+    """CudaPython on `device` when cuda-python imports, else PyCuda; RuntimeError when
+    neither does."""
     runtime = _cuda_python_runtime()
     if runtime is not None:
-        return CudaPython(runtime)
-    try:
-        return PyCuda()
-    except ImportError:
-        raise RuntimeError("the TensorRT backend needs cuda-python (pip install cuda-python) "
-                           "or pycuda (JetPack: python3-pycuda) for device buffers") from None
+        return CudaPython(runtime, device)
+    driver = _pycuda_driver()
+    if driver is None:
+        raise RuntimeError(NO_BINDING)
+    return PyCuda(driver, device)

@@ -29,6 +29,17 @@ from .base import log
 DEFAULT_CACHE_DIR = "~/.cache/hand_pose_ros/engines"
 CACHE_ENV = "HAND_POSE_ENGINE_CACHE"
 
+# TensorRT build defaults: the one source for the backend, `hand-pose export --tensorrt`,
+# the 'auto' choice and the trtexec equivalent.
+DEFAULT_PRECISION = "fp16"
+DEFAULT_BATCH_PROFILE = (1, 1, 32)   # (min, opt, max) batch: tuned for one hand per frame
+DEFAULT_WORKSPACE_MB = 2048
+CALIBRATION_BATCH = 32               # INT8: crops per calibration batch (= the calibration profile's shape)
+# Bump when build_engine changes what it asks TensorRT for in a way the recipe fields below
+# do not show (another API call, another network flag): engines built before are rebuilt.
+BUILD_RECIPE_VERSION = 2
+L4T_RELEASE_FILE = "/etc/nv_tegra_release"
+
 
 def default_cache_dir() -> Path:
     return Path(os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR))
@@ -49,6 +60,9 @@ class EngineKey:
     workspace_mb: int
     calibration_sha256: str = ""         # INT8 only: the calibration crops
     runtime: str = "tensorrt"            # tensorrt | onnxruntime
+    build_recipe: str = ""               # build_recipe(): builder flags, FP32 layers, profiles
+    compute_capability: str = ""         # '8.7' (Orin), '9.0' (H100/H200): a plan runs on its own SM only
+    platform_release: str = ""           # Jetson: 'L4T R36.4.3' (JetPack's TensorRT/CUDA/driver set); else ''
 
     def __post_init__(self):
         low, opt, high = self.batch_profile
@@ -162,6 +176,33 @@ class EngineCache:
         return engine, path, True
 
 
+def build_recipe(plan: "PrecisionPlan", batch_profile, calibration_profile=None) -> str:
+    """What build_engine asks TensorRT for, as one key string: the recipe version, the
+    builder flags set and cleared, the layer types pinned to FP32, the optimisation
+    profile and (INT8) the calibration profile. Two engines with the same ONNX file but
+    another recipe are different engines."""
+    recipe = {"version": BUILD_RECIPE_VERSION, "set_flags": sorted(plan.set_flags),
+              "clear_flags": sorted(plan.clear_flags), "fp32_layers": sorted(plan.fp32_layer_types),
+              "profile": [int(b) for b in batch_profile],
+              "calibration_profile": [int(b) for b in calibration_profile] if calibration_profile else None}
+    return f"v{BUILD_RECIPE_VERSION}-" + hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def l4t_release(path=L4T_RELEASE_FILE) -> str:
+    """The Jetson Linux (L4T) release, e.g. 'L4T R36.4.3', from /etc/nv_tegra_release
+    ('# R36 (release), REVISION: 4.3, GCID: ..., BOARD: ...'); '' off a Jetson. JetPack
+    upgrades change TensorRT, CUDA and the GPU driver together, so a plan from another L4T
+    release is not to be trusted even when the TensorRT version string matches."""
+    try:
+        first = Path(path).read_text(errors="replace").splitlines()[0]
+    except (OSError, IndexError):
+        return ""
+    match = re.search(r"R(\d+)\s*\(\w+\),\s*REVISION:\s*([\d.]+)", first)
+    if not match:
+        return f"L4T {_slug(first)[:40]}"  # unknown layout: still tells releases apart
+    return f"L4T R{match.group(1)}.{match.group(2)}"
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -257,8 +298,8 @@ def calibration_crops(source, config, count: int) -> np.ndarray:
     return np.asarray(source)
 
 
-def trtexec_command(onnx_path, engine_path, precision: str = "fp16", batch_profile=(1, 1, 32),
-                    input_size: int = 128, workspace_mb: int = 2048) -> str:
+def trtexec_command(onnx_path, engine_path, precision: str = DEFAULT_PRECISION, batch_profile=DEFAULT_BATCH_PROFILE,
+                    input_size: int = 128, workspace_mb: int = DEFAULT_WORKSPACE_MB) -> str:
     """The equivalent trtexec command line (for people building engines by hand). trtexec
     cannot pin layers to FP32 by type (only by name), so its FP16 engine runs the
     normalisation layers in FP16 unless they are listed with --layerPrecisions."""

@@ -8,6 +8,7 @@ mode keeps FP32 weights and lets torch.autocast pick per-op precision instead.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -79,11 +80,16 @@ class TorchBackend(Backend):
         self._graphs: dict[int, tuple] = {}  # batch size -> (graph, static in, static outputs)
 
     @classmethod
-    def load(cls, model_path, device=None, precision=None, expected_keypoints=None, **opts) -> "TorchBackend":
+    def load(cls, model_path, device=None, precision=None, expected_keypoints=None, threads: int = 0,
+             **opts) -> "TorchBackend":
         """opts: fp16_mode ('half' | 'autocast'), cuda_graph (bool), compile (bool),
-        compile_mode (default 'max-autotune')."""
+        compile_mode (default 'max-autotune'). threads > 0: torch's intra-op CPU threads
+        (process-wide: torch has no per-model setting)."""
         from ...model import load_model
         from ..model_file import check_expected
+
+        if threads:
+            torch.set_num_threads(int(threads))
 
         device = normalise_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if model_kind(model_path) != "checkpoint":
@@ -108,16 +114,25 @@ class TorchBackend(Backend):
                     return self.runner(x)
             return self.runner(x)
 
+    def _device_guard(self):
+        """The backend's GPU as the calling thread's current device. Current devices are per
+        thread: on a worker thread it is cuda:0, where CUDA graphs would be captured and
+        streams made for a model on cuda:1."""
+        if self.device.startswith("cuda"):
+            return torch.cuda.device(self.device)
+        return contextlib.nullcontext()
+
     def _infer(self, crops: np.ndarray):
         batch = crops.shape[0]
         x = torch.from_numpy(crops)
-        if self.cuda_graph:
-            outputs = self._replay(x)
-        else:
-            x = x.to(self.device, non_blocking=True).to(self.input_dtype)
-            outputs = self._forward(x)
-        # .float() before .cpu(): one small FP32 copy back, whatever the compute precision.
-        return tuple(output[:batch].float().cpu().numpy() for output in outputs)
+        with self._device_guard():
+            if self.cuda_graph:
+                outputs = self._replay(x)
+            else:
+                x = x.to(self.device, non_blocking=True).to(self.input_dtype)
+                outputs = self._forward(x)
+            # .float() before .cpu(): one small FP32 copy back, whatever the compute precision.
+            return tuple(output[:batch].float().cpu().numpy() for output in outputs)
 
     def _replay(self, x):
         """Run through a captured CUDA graph of the smallest captured batch >= B (padding
@@ -135,6 +150,10 @@ class TorchBackend(Backend):
         return static_outputs
 
     def _capture(self, batch: int) -> None:
+        with self._device_guard():
+            self._capture_on_device(batch)
+
+    def _capture_on_device(self, batch: int) -> None:
         start = time.perf_counter()
         m = self.config.input_size
         static_in = torch.zeros((batch, 1, m, m), device=self.device, dtype=self.input_dtype)
