@@ -248,14 +248,18 @@ def test_the_first_command_starts_from_a_seed_and_moves_under_the_velocity_limit
 
 
 def test_a_skeleton_no_human_hand_can_make_is_not_retargeted():
-    from hand_pose_ros.retarget.plausibility import BEND_DEG, BONE_RATIO, PALM_LENGTH_MM, implausibility
+    from hand_pose_ros.retarget.plausibility import (BEND_DEG, BONE_RATIO, PALM_LENGTH_MM, implausibility,
+                                                     implausible_fingers)
 
     spec = load_hand_spec("leap")
     pipeline = RetargetPipeline(spec, make_retargeter(spec, "analytic"), PipelineConfig(filter_target="none"))
     for name in ("open", "spread", "fist", "point", "pinch", "grasp", "relaxed"):
         for handedness in ("right", "left"):
-            assert implausibility(named_pose(name, handedness) * 1000, handedness) is None, (name, handedness)
-    assert all(implausibility(k * 1000) is None for k in motion_sequence(300, seed=5))
+            pose = named_pose(name, handedness) * 1000
+            assert implausibility(pose) is None, (name, handedness)
+            assert implausible_fingers(pose, handedness) == {} and implausible_fingers(pose) == {}, name
+    motion = motion_sequence(300, seed=5) * 1000
+    assert all(implausibility(k) is None and not implausible_fingers(k) for k in motion)
     hand = named_pose("open") * 1000
     assert "palm length" in implausibility(hand * 3.0)            # a 280 mm palm
     long_finger = hand.copy()
@@ -266,7 +270,10 @@ def test_a_skeleton_no_human_hand_can_make_is_not_retargeted():
     bone = np.linalg.norm(hand[dip] - hand[pip])
     bent_back[dip] = hand[pip] + bone * np.array([np.cos(np.radians(80)), 0, np.sin(np.radians(80))])  # 80 deg dorsal
     bent_back[tip] = bent_back[dip] + (bent_back[dip] - hand[pip]) * 0.8
-    assert "middle_pip bent" in implausibility(bent_back)
+    assert implausibility(bent_back) is None  # a hand, with one finger no hand can make:
+    bad = implausible_fingers(bent_back, "right")
+    assert list(bad) == ["middle"] and "middle_pip bent -80" in bad["middle"]
+    assert implausible_fingers(bent_back) == {}  # as a left hand that finger is merely flexed
     # Every range says where it comes from.
     assert PALM_LENGTH_MM.source and all(r.source for r in list(BONE_RATIO.values()) + list(BEND_DEG.values()))
     # In the pipeline: no target, so the command holds, and the reason is kept for diagnostics.
@@ -274,3 +281,12 @@ def test_a_skeleton_no_human_hand_can_make_is_not_retargeted():
     out = pipeline.update(long_finger / 1000 + [0, 0, 0.5], 0.1)
     assert pipeline.state == HOLDING and np.array_equal(out, held)
     assert "index_dip-index_tip" in pipeline.last_rejection
+    # A finger bent backwards is dropped like a lost finger: its joints hold, the others follow.
+    fist = named_pose("fist") * 1000
+    fist[[pip, dip, tip]] = bent_back[[pip, dip, tip]]
+    out = pipeline.update(fist / 1000 + [0, 0, 0.5], 10.0)
+    middle = [i for i, g in enumerate(spec.groups) if g == "middle"]
+    others = [i for i, g in enumerate(spec.groups) if g in ("index", "ring")]
+    assert pipeline.state == TRACKING and list(pipeline.last_dropped_fingers) == ["middle"]
+    np.testing.assert_array_equal(out[middle], held[middle])
+    assert np.abs(out[others] - held[others]).max() > 1.0

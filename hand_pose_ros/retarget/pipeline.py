@@ -19,7 +19,7 @@ from hand_pose_ros.filters import OneEuroFilter
 from hand_pose_ros.keypoints import CANONICAL
 from hand_pose_ros.retarget.base import Retargeter
 from hand_pose_ros.retarget.hand_frame import INDEX_MCP, MIDDLE_MCP, PINKY_MCP, WRIST, check_handedness
-from hand_pose_ros.retarget.plausibility import implausibility
+from hand_pose_ros.retarget.plausibility import implausibility, implausible_fingers
 from hand_pose_ros.retarget.safety import AT_SAFE_POSE, RAMPING, SafetyConfig, SafetyLimiter
 from hand_pose_ros.retarget.spec import RobotHandSpec
 
@@ -92,6 +92,7 @@ class RetargetPipeline:
         self.last_retarget_seconds = 0.0        # cost of the last retarget call (for diagnostics)
         self.last_valid_keypoints = 0
         self.last_rejection: str | None = None  # why the last pose message gave no target
+        self.last_dropped_fingers: dict = {}    # finger -> why it was bent where no finger bends
         self.handedness = self.config.handedness  # the human hand side the hand frame is built for
 
     def set_handedness(self, side: str) -> bool:
@@ -168,7 +169,9 @@ class RetargetPipeline:
                 self.last_rejection = (f"{int(usable.sum())} usable keypoints (palm: {bool(usable[_PALM].all())}), "
                                        f"fewer than min_valid_keypoints {self.config.min_valid_keypoints} or no palm")
             elif self.config.plausibility_check:
-                self.last_rejection = implausibility(kp * 1000.0, self.handedness)
+                self.last_rejection = implausibility(kp * 1000.0)
+                if self.last_rejection is None:
+                    self.last_dropped_fingers = self._drop_implausible_fingers(kp, self.handedness)
             if self.last_rejection is None:
                 target = self._retarget(kp, float(t))
         else:
@@ -185,6 +188,17 @@ class RetargetPipeline:
         if self.last_update is not None and t - self.last_update < stale_after:
             return None
         return self.safety.step(None, t)
+
+    @staticmethod
+    def _drop_implausible_fingers(kp: np.ndarray, handedness: str | None) -> dict:
+        """Set the keypoints beyond the MCP (they are no palm keypoint) of every finger bent
+        outside human ranges to NaN, in place: the safety layer then holds that finger's
+        joints, as for a lost finger."""
+        dropped = implausible_fingers(kp * 1000.0, handedness)
+        for finger in dropped:
+            joints = ("ip", "tip") if finger == "thumb" else ("pip", "dip", "tip")
+            kp[[CANONICAL.index(f"{finger}_{j}") for j in joints]] = np.nan
+        return dropped
 
     def _retarget(self, kp: np.ndarray, t: float) -> np.ndarray:
         if self.safety.state in (RAMPING, AT_SAFE_POSE):
