@@ -476,10 +476,11 @@ def test_torch_cuda_backend_infers_from_another_thread_on_its_device(checkpoint,
     """Loaded on this thread, run on a worker thread, on the last GPU (cuda:1 and up on a
     multi-GPU host: a worker thread's current device is cuda:0)."""
     device = f"cuda:{torch.cuda.device_count() - 1}"
-    reference = TorchBackend.load(checkpoint, device).infer(crops)[0]
     backend = TorchBackend.load(checkpoint, device, precision="fp16" if cuda_graph else None, cuda_graph=cuda_graph)
+    # First call on the worker: that is where the CUDA graph gets captured.
     uvd = run_on_another_thread(lambda: backend.infer(crops)[0])
-    assert np.isfinite(uvd).all() and np.abs(uvd - reference).max() < (0.1 if cuda_graph else 1e-5)
+    assert np.isfinite(uvd).all()
+    assert np.array_equal(backend.infer(crops)[0], uvd)  # the same kernels (graph) on this thread
 
 
 def test_tensorrt_engine_infers_from_another_thread(random_onnx_model, crops, tmp_path):

@@ -41,8 +41,7 @@ ONNX_SUFFIXES = (".onnx",)
 
 
 def _model_file_error():
-    # Imported lazily: model/__init__ pulls in torch, which an ONNX-only reader must not need.
-    from ..model import ModelFileError
+    from ..model.errors import ModelFileError  # torch-free, like the rest of this module
     return ModelFileError
 
 

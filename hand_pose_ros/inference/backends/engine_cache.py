@@ -1,7 +1,10 @@
 """TensorRT engine cache and build planning: plain Python, testable without TensorRT.
 
-An engine is only valid for the TensorRT version and the GPU it was built on, the precision
-and batch profile it was built for, and the exact ONNX file (and INT8 calibration data).
+An engine is only valid for the TensorRT version and the GPU it was built on (its name and
+compute capability; on a Jetson also the L4T release, which JetPack upgrades change together
+with CUDA and the driver), the build recipe (builder flags, layers pinned to FP32, profiles),
+the precision and batch profile it was built for, and the exact ONNX file (and INT8
+calibration data).
 The same cache holds ONNX Runtime's INT8-quantised models (runtime 'onnxruntime', device
 'cpu'), which depend on the same kind of facts.
 All of that goes into an EngineKey; the cache stores `<name>.engine` plus a `<name>.json`
