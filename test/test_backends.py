@@ -485,8 +485,9 @@ def test_torch_cuda_backend_infers_from_another_thread_on_its_device(checkpoint,
 
 def test_tensorrt_engine_infers_from_another_thread(random_onnx_model, crops, tmp_path):
     pytest.importorskip("tensorrt")
-    if not CUDA:
-        pytest.skip("needs a CUDA GPU")
+    from hand_pose_ros.inference.backends.cuda_memory import cuda_binding_name
+    if not CUDA or cuda_binding_name() is None:
+        pytest.skip("needs a CUDA GPU and cuda-python or pycuda")
     device = f"cuda:{torch.cuda.device_count() - 1}"
     reference = OnnxRuntimeBackend.load(random_onnx_model).infer(crops)[0]
     backend = backends.create_backend("tensorrt", random_onnx_model, device=device, precision="fp32",
