@@ -241,7 +241,7 @@ def random_onnx_model(tmp_path_factory) -> Path:
     config = SRNetConfig()
     model = SRNet(config).eval()
     with torch.no_grad():  # the output layer starts at zero weights: only its bias speaks
-        model.handedness.mlp[2].bias.fill_(RANDOM_MODEL_LEFT_LOGIT)
+        model.handedness.classifier.bias.fill_(RANDOM_MODEL_LEFT_LOGIT)
     path = tmp_path_factory.mktemp("models") / "random_srnet.onnx"
     return export_onnx(model, config, path)
 

@@ -35,7 +35,7 @@ def exported(tmp_path_factory):
     model = SRNet(CONFIG).eval()
     # A trained-looking handedness head: its output layer starts at zero (P = 0.5 for every
     # crop), which would make the handedness parity checks trivially pass.
-    torch.nn.init.normal_(model.handedness.mlp[2].weight, std=0.5)
+    torch.nn.init.normal_(model.handedness.classifier.weight, std=0.5)
     checkpoint = save_checkpoint(folder / "tiny.pt", model, CONFIG, epoch=2)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -63,8 +63,8 @@ def test_synthetic_crops_are_realistic():
 
 
 # Measured: the release architecture (no handedness head), and the head on top of it:
-# 2F*(F/4) + F/4 + F/4 + 1 = 8,257 parameters at F = 128 (+0.25%).
-HANDEDNESS_HEAD_PARAMETERS = 8_257
+# LayerNorm(2F) 2*2F + Linear(2F, 1) 2F + 1 = 769 parameters at F = 128 (+0.02%).
+HANDEDNESS_HEAD_PARAMETERS = 769
 
 
 @pytest.mark.parametrize("dataset,expected_millions,release_count",
@@ -77,7 +77,7 @@ def test_parameter_count_matches_release(dataset, expected_millions, release_cou
     with_head = sum(p.numel() for p in SRNet(release.replace(handedness_head=True)).parameters())
     assert with_head - count == HANDEDNESS_HEAD_PARAMETERS
     f = release.features
-    assert HANDEDNESS_HEAD_PARAMETERS == 2 * f * (f // 4) + 2 * (f // 4) + 1
+    assert HANDEDNESS_HEAD_PARAMETERS == 2 * (2 * f) + 2 * f + 1
 
 
 def test_describe_reports_parameters_and_macs():
@@ -179,7 +179,7 @@ def test_gradients_reach_the_parameters_each_loss_term_should():
     model = SRNet(config)
     # The head's output layer starts at zero (undecided), which blocks the gradient below it
     # until the first step: take a trained-looking head.
-    torch.nn.init.normal_(model.handedness.mlp[2].weight, std=0.1)
+    torch.nn.init.normal_(model.handedness.classifier.weight, std=0.1)
     crops, uvd = synthetic_crops(2, 21, seed=4, size=64)
     out = model(crops)
     names = [name for name, _ in model.named_parameters()]
@@ -223,7 +223,7 @@ def test_handedness_head_output_shape_range_and_dtype():
     # An untrained head is undecided; then it is per image, like everything else in the
     # graph (on hand crops: an empty crop's InstanceNorm statistics are degenerate).
     assert torch.equal(out["handedness"], torch.full((3,), 0.5))
-    torch.nn.init.normal_(model.handedness.mlp[2].weight, std=0.1)
+    torch.nn.init.normal_(model.handedness.classifier.weight, std=0.1)
     with torch.no_grad():
         batched = model(crops[:2])["handedness"]
         single = torch.cat([model(crops[i:i + 1])["handedness"] for i in range(2)])
@@ -244,7 +244,7 @@ def test_handedness_head_on_every_variant(variant):
     total, parts = SRNetLoss.for_config(model.config)(out, uvd, crops, is_left=torch.tensor([True, False]))
     total.backward()
     # At initialisation the gradient reaches the head's output layer (which starts at zero).
-    assert "handedness" in parts and model.handedness.mlp[2].weight.grad.abs().sum() > 0
+    assert "handedness" in parts and model.handedness.classifier.weight.grad.abs().sum() > 0
 
 
 def test_handedness_loss_is_bce_over_labelled_frames_only():
@@ -290,7 +290,7 @@ def test_config_stored_without_the_handedness_field_means_no_head():
 
 def test_batched_output_equals_per_sample_output():
     model = SRNet(SRNetConfig(**SMALL)).eval()
-    torch.nn.init.normal_(model.handedness.mlp[2].weight, std=0.1)  # not the undecided 0.5
+    torch.nn.init.normal_(model.handedness.classifier.weight, std=0.1)  # not the undecided 0.5
     crops, _ = synthetic_crops(3, 21, seed=5, size=64)
     with torch.no_grad():
         batched = model(crops)

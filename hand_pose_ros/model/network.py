@@ -181,19 +181,22 @@ class DirectRegressionStage(nn.Module):
 
 class HandednessHead(nn.Module):
     """Which hand the crop shows, from the last stage's hourglass features [B,F,n,n]:
-    average and max pooling over the map -> [B,2F] -> Linear(2F, F/4) -> ReLU ->
-    Linear(F/4, 1) -> logit [B]. Max pooling keeps "this part is somewhere" cues (a thumb
-    on one side of the palm) that an average over the whole map dilutes. A left hand is a
-    mirror image of a right one, so the cue is the 3D layout, which the hourglass sees."""
+    average and max pooling over the map -> [B,2F] -> LayerNorm -> Linear(2F, 1) -> logit
+    [B]. Max pooling keeps "this part is somewhere" cues (a thumb on one side of the palm)
+    that an average over the whole map dilutes. A left hand is a mirror image of a right
+    one, so the cue is the 3D layout, which the hourglass must already encode to tell the
+    thumb from the little finger. A linear classifier on normalised features: a ReLU
+    hidden layer on these unnormalised features (tens) died (every unit negative) in two
+    H200 runs and the head never left P = 0.5."""
 
     def __init__(self, config: SRNetConfig):
         super().__init__()
         f = config.features
-        self.mlp = nn.Sequential(nn.Linear(2 * f, f // 4), nn.ReLU(inplace=True), nn.Linear(f // 4, 1))
-        # Start undecided (P = 0.5, loss ln 2) whatever the feature scale: the unnormalised
-        # hourglass output would otherwise start the head saturated at one side.
-        nn.init.zeros_(self.mlp[2].weight)
-        nn.init.zeros_(self.mlp[2].bias)
+        self.norm = nn.LayerNorm(2 * f)
+        self.classifier = nn.Linear(2 * f, 1)
+        # Start undecided: P = 0.5, loss ln 2.
+        nn.init.zeros_(self.classifier.weight)
+        nn.init.zeros_(self.classifier.bias)
 
     def forward(self, features: Tensor) -> Tensor:
         # Pooling ops over the static map size, not mean()/amax(): those export as opset-18
@@ -201,7 +204,8 @@ class HandednessHead(nn.Module):
         window = features.shape[-2:]
         pooled = torch.cat((F.avg_pool2d(features, window), F.max_pool2d(features, window)), dim=1)
         pooled = pooled.flatten(1)                    # [B,2F]
-        return self.mlp(pooled).squeeze(-1).float()  # [B] logit, FP32 for the sigmoid and the loss
+        pooled = pooled.to(self.norm.weight.dtype)   # the parameters' dtype (FP32, or FP16 for a .half() model)
+        return self.classifier(self.norm(pooled)).squeeze(-1).float()  # [B] logit, FP32 for the sigmoid and the loss
 
 
 class SRNet(nn.Module):

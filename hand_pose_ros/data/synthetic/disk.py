@@ -65,9 +65,9 @@ def generate_frames(seed: int, count: int, config: SyntheticConfig, progress: bo
     bar = tqdm(total=count, unit="frame", desc="synth", disable=not progress)
     for batch_index in range(-(-count // FRAMES_PER_BATCH)):
         out = render_batch(FRAMES_PER_BATCH, batch_generator(seed, batch_index), config, device)
-        depth = out["depth_mm"].round().clamp(0, 65535).to(torch.int32).numpy().astype(np.uint16)
-        uvd = out["uvd"].double().numpy()
-        xyz = out["xyz"].double().numpy()
+        depth = out["depth_mm"].round().clamp(0, 65535).to(torch.int32).cpu().numpy().astype(np.uint16)
+        uvd = out["uvd"].double().cpu().numpy()
+        xyz = out["xyz"].double().cpu().numpy()
         for i in range(min(FRAMES_PER_BATCH, count - batch_index * FRAMES_PER_BATCH)):
             yield depth[i], uvd[i], xyz[i], out["handedness"][i]
             bar.update(1)
