@@ -117,20 +117,20 @@ def surface_cosine(depth: torch.Tensor, focal_px: float) -> torch.Tensor:
     the pixel footprint z / f. The ray's own off-axis angle is ignored (it needs the
     window's offset; it is small over a hand crop)."""
     valid = depth > 0
-    padded = F.pad(depth, (1, 1, 1, 1))            # 0 = invalid beyond the border
-    inf = float("inf")
+    # invalid neighbours (and beyond the border) at infinity: their difference never wins
+    padded = F.pad(depth, (1, 1, 1, 1))
+    padded = torch.where(padded > 0, padded, float("inf"))
 
-    def smoother(ahead, behind):
-        forward = torch.where(ahead > 0, ahead - depth, inf)
-        backward = torch.where(behind > 0, depth - behind, inf)
-        g = torch.where(forward.abs() < backward.abs(), forward, backward)
-        return torch.where(torch.isinf(g), 0.0, g)
+    def smoother_squared(ahead, behind):
+        # the square of the one-sided difference of smaller magnitude; 0 with neither neighbour
+        squared = torch.minimum((ahead - depth) ** 2, (depth - behind) ** 2)
+        return torch.nan_to_num(squared, posinf=0.0)
 
-    grad_u = smoother(padded[:, 1:-1, 2:], padded[:, 1:-1, :-2])
-    grad_v = smoother(padded[:, 2:, 1:-1], padded[:, :-2, 1:-1])
-    scale = (focal_px / torch.where(valid, depth, 1.0)) ** 2
-    cosine = torch.rsqrt(1 + (grad_u * grad_u + grad_v * grad_v) * scale)
-    return torch.where(valid, cosine, 1.0)
+    grad_squared = (smoother_squared(padded[:, 1:-1, 2:], padded[:, 1:-1, :-2])
+                    + smoother_squared(padded[:, 2:, 1:-1], padded[:, :-2, 1:-1]))
+    # 0 on invalid pixels, so their cosine is exactly 1
+    scale = (focal_px / torch.where(valid, depth, 1.0)) ** 2 * _mask(valid, depth.dtype)
+    return torch.rsqrt(1 + grad_squared * scale)
 
 
 def _focal(cam: Intrinsics | float) -> float:
@@ -172,6 +172,72 @@ def _lerp(low: float, high: float, s: torch.Tensor) -> torch.Tensor:
     return low + (high - low) * s
 
 
+# On CPU, making a bool tensor (a comparison) or using one (torch.where, bool + float)
+# costs several times a float multiply-add (measured: 0.3-1 ms against ~0.07 ms per
+# 640 x 480 image on one core), so the per-tap loops work with 0 / 1 float masks.
+
+def _mask(condition: torch.Tensor, dtype) -> torch.Tensor:
+    return condition.to(dtype)
+
+
+def _float_le(a: torch.Tensor, b) -> torch.Tensor:
+    """(a <= b) as 0 / 1 of a's dtype; a has the full (broadcast) shape."""
+    return torch.le(a, b, out=torch.empty_like(a))
+
+
+def _float_lt(a: torch.Tensor, b) -> torch.Tensor:
+    """(a < b) as 0 / 1 of a's dtype; a has the full (broadcast) shape."""
+    return torch.lt(a, b, out=torch.empty_like(a))
+
+
+# How far an effect reaches from an invalid pixel onto a valid one: a speckle hole seeded
+# next to the surface opens the 3 x 3 block around its seed.
+_BOX_MARGIN_PX = 1
+
+
+class _ValidBox:
+    """The window of a batch [B, H, W] holding every valid pixel, plus _BOX_MARGIN_PX of
+    (invalid) margin, clipped to the image. The models compute on that window only: every
+    pixel beyond it is invalid and stays so, and a window op reads there exactly what it
+    reads beyond the image border (invalid), so the result is the same as on the whole
+    image. Random fields are still drawn for the whole image and cropped, so the draws
+    depend only on the batch shape. On a GPU the box is not used: finding it costs a
+    device sync per call, and a GPU is not short of pixel throughput."""
+
+    def __init__(self, depth: torch.Tensor):
+        self.shape = depth.shape
+        self.empty = False
+        self.rows, self.cols = slice(0, depth.shape[1]), slice(0, depth.shape[2])
+        self.whole = True
+        if depth.device.type != "cpu":
+            return
+        valid = depth > 0
+        rows = torch.nonzero(valid.any(dim=2).any(dim=0)).flatten()
+        if rows.numel() == 0:
+            self.empty = True
+            return
+        cols = torch.nonzero(valid.any(dim=1).any(dim=0)).flatten()
+        m = _BOX_MARGIN_PX
+        self.rows = slice(max(int(rows[0]) - m, 0), min(int(rows[-1]) + m + 1, depth.shape[1]))
+        self.cols = slice(max(int(cols[0]) - m, 0), min(int(cols[-1]) + m + 1, depth.shape[2]))
+        self.whole = (self.rows.stop - self.rows.start, self.cols.stop - self.cols.start) == tuple(depth.shape[1:])
+
+    def crop(self, x: torch.Tensor, extra: int = 0) -> torch.Tensor:
+        """x [B, H + extra, W + extra] -> the window (a field drawn `extra` pixels larger
+        than the image keeps those extra rows and columns)."""
+        if self.whole:
+            return x
+        return x[:, self.rows.start:self.rows.stop + extra, self.cols.start:self.cols.stop + extra]
+
+    def paste(self, window: torch.Tensor) -> torch.Tensor:
+        """The window's result -> the whole image (0 = invalid beyond the window)."""
+        if self.whole:
+            return window
+        out = torch.zeros(self.shape, dtype=window.dtype, device=window.device)
+        out[:, self.rows, self.cols] = window
+        return out
+
+
 # Small windows as sums / maxima of shifted slices: on CPU this is several times faster
 # than avg_pool2d / max_pool2d with the same windows.
 
@@ -195,29 +261,38 @@ def _box_max(x: torch.Tensor, radius: int) -> torch.Tensor:
     return out
 
 
-def _correlated_normal(shape, generator: torch.Generator, device, size: int) -> torch.Tensor:
-    """Unit-variance Gaussian noise [B, H, W] correlated over size x size pixels (the mean of
-    a size x size block of independent normals, times size; the same everywhere, borders
-    included, because the noise field is drawn size - 1 pixels larger)."""
+def _normal_field(shape, generator: torch.Generator, device, size: int) -> torch.Tensor:
+    """The independent normals behind `_correlate(field, size)`: [B, H + size - 1, W + size - 1]
+    (drawn size - 1 pixels larger, so the correlated noise is the same everywhere, borders
+    included)."""
     batch, height, width = shape
-    raw = _randn((batch, height + size - 1, width + size - 1), generator, device)
-    return raw if size == 1 else _box_mean(raw, size) * size
+    return _randn((batch, height + size - 1, width + size - 1), generator, device)
 
 
-def _blob_holes(probability: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def _correlate(field: torch.Tensor, size: int) -> torch.Tensor:
+    """Unit-variance Gaussian noise [B, H, W] correlated over size x size pixels: the mean of
+    each size x size block of the independent normals `field`, times size."""
+    return field if size == 1 else _box_mean(field, size) * size
+
+
+def _blob_holes(probability: torch.Tensor, draw: torch.Tensor) -> torch.Tensor:
     """bool [B, H, W]: speckle holes of about 3 x 3 pixels, each pixel a hole with
     probability `probability` [B, H, W] (exactly, where it is locally constant): seed
-    pixels drawn with q = 1 - (1 - p)^(1/9), each opening the 3 x 3 block around it."""
+    pixels (uniform `draw` [B, H, W] below q = 1 - (1 - p)^(1/9)), each opening the 3 x 3
+    block around it."""
     seed_p = 1 - (1 - probability.clamp(0, 1)) ** (1 / 9)
-    seeds = (_rand(probability.shape, generator, probability.device) < seed_p).to(probability.dtype)
-    return _box_max(seeds, 1) > 0
+    return _box_max(_float_lt(draw, seed_p), 1) > 0
 
 
-def _pool_near_far(depth: torch.Tensor, radius: int):
-    """(nearest, farthest) valid depth within a (2 radius + 1)^2 window [B, H, W]
-    (inf / 0 where the window has no valid pixel)."""
-    near = -_box_max(-torch.where(depth > 0, depth, float("inf")), radius)
-    return near, _box_max(depth, radius)
+def _with_invalid_far(depth: torch.Tensor) -> torch.Tensor:
+    """Invalid pixels at infinity (for nearest-depth pools)."""
+    return torch.where(depth > 0, depth, float("inf"))
+
+
+def _pool_near(depth_invalid_far: torch.Tensor, radius: int) -> torch.Tensor:
+    """The nearest valid depth within a (2 radius + 1)^2 window [B, H, W] (inf where the
+    window has no valid pixel), from `_with_invalid_far(depth)`."""
+    return -_box_max(-depth_invalid_far, radius)
 
 
 def _neighbours(depth: torch.Tensor, size: int, step: int = 1):
@@ -288,13 +363,20 @@ def realsense_d4xx(depth: torch.Tensor, generator: torch.Generator, cam: Intrins
     device = depth.device
     s = _severity(batch, 4, generator, strength, device)
     pick = _rand((batch,), generator, device)
-    noise = _correlated_normal(depth.shape, generator, device, 3)
+    noise_field = _normal_field(depth.shape, generator, device, 3)
     edge_draw = _rand(depth.shape, generator, device)
+    hole_draw = _rand(depth.shape, generator, device)
 
     baselines = torch.tensor([b for b, _ in D4XX_VARIANTS], device=device, dtype=depth.dtype)
     bounds = torch.tensor([p for _, p in D4XX_VARIANTS], device=device).cumsum(0)
     baseline = baselines[torch.searchsorted(bounds / bounds[-1], pick).clamp(max=len(D4XX_VARIANTS) - 1)]
 
+    box = _ValidBox(depth)
+    if box.empty:
+        return torch.zeros_like(depth)
+    depth, edge_draw, hole_draw = box.crop(depth), box.crop(edge_draw), box.crop(hole_draw)
+    noise = _correlate(box.crop(noise_field, 2), 3)
+    batch, height, width = depth.shape
     valid = depth > 0
     safe = torch.where(valid, depth, torch.ones_like(depth))
     fb = focal * baseline[:, None, None]
@@ -306,8 +388,8 @@ def realsense_d4xx(depth: torch.Tensor, generator: torch.Generator, cam: Intrins
     shadow = occlusion_shadow(depth, focal, baseline, second_view_at_plus_x=True)
     edges = silhouette_edges(depth, EDGE_JUMP_MM, EDGE_JUMP_REL) & (edge_draw < _lerp(0.2, 0.8, s[:, 1]))
     hole_p = _lerp(0.0, 0.01, s[:, 2]) + _oblique_probability(surface_cosine(depth, focal), _lerp(0.3, 0.9, s[:, 3]))
-    holes = _blob_holes(hole_p.expand(batch, height, width).clamp(max=1), generator)
-    return _finish(noisy, depth, in_range & ~shadow & ~edges & ~holes, unit_mm)
+    holes = _blob_holes(hole_p.expand(batch, height, width).clamp(max=1), hole_draw)
+    return box.paste(_finish(noisy, depth, in_range & ~shadow & ~edges & ~holes, unit_mm))
 
 
 # SR300 / SR305 (Intel datasheet): coded light, range 0.2-1.5 m.
@@ -342,11 +424,16 @@ def sr300_coded_light(depth: torch.Tensor, generator: torch.Generator, cam: Intr
     edge_draw = _rand(depth.shape, generator, device)
     oblique_draw = _rand(depth.shape, generator, device)
 
+    box = _ValidBox(depth)
+    if box.empty:
+        return torch.zeros_like(depth)
+    depth, noise, edge_draw, oblique_draw = (box.crop(x) for x in (depth, noise, edge_draw, oblique_draw))
     valid = depth > 0
     grown = depth
     fatten = torch.floor(s[:, 2] * 2.999)          # 0, 1 or 2 px
+    invalid_far = _with_invalid_far(depth)
     for radius in (1, 2):
-        near, _ = _pool_near_far(depth, radius)
+        near = _pool_near(invalid_far, radius)
         bleed = valid & (fatten == radius) & (depth - near > _jump_limit(near))
         grown = torch.where(bleed, near, grown)
     sigma = _lerp(1.5e-6, 5e-6, s[:, 1]) * grown * grown
@@ -357,7 +444,7 @@ def sr300_coded_light(depth: torch.Tensor, generator: torch.Generator, cam: Intr
     oblique = oblique_draw < _oblique_probability(surface_cosine(depth, focal), _lerp(0.4, 0.9, s[:, 4]))
     max_range = _lerp(SR300_MAX_RANGE_MM, 1100.0, s[:, 0])
     in_range = (grown >= SR300_MIN_RANGE_MM) & (grown <= max_range)
-    return _finish(noisy, depth, in_range & ~dropped & ~oblique, unit_mm)
+    return box.paste(_finish(noisy, depth, in_range & ~dropped & ~oblique, unit_mm))
 
 
 # Kinect v1 (Khoshelham & Elberink, Sensors 2012): IR camera f ~ 580 px at 640 x 480, IR
@@ -405,12 +492,17 @@ def kinect_v1(depth: torch.Tensor, generator: torch.Generator, cam: Intrinsics |
     device = depth.device
     s = _severity(batch, 4, generator, strength, device)
     near_limit = lo_range + (hi_range - lo_range) * _rand((batch, 1, 1), generator, device)
-    noise = _correlated_normal(depth.shape, generator, device, 3)
+    noise_field = _normal_field(depth.shape, generator, device, 3)
     oblique_draw = _rand(depth.shape, generator, device)
 
+    box = _ValidBox(depth)
+    if box.empty:
+        return torch.zeros_like(depth)
+    depth, oblique_draw = box.crop(depth), box.crop(oblique_draw)
+    noise = _correlate(box.crop(noise_field, 2), 3)
     valid = depth > 0
     fb = KINECT_FOCAL_PX * KINECT_BASELINE_MM
-    disparity = torch.where(valid, fb / torch.where(valid, depth, torch.ones_like(depth)), torch.zeros_like(depth))
+    disparity = fb / torch.where(valid, depth, 1.0) * _mask(valid, depth.dtype)
     # the 9 x 9 window in this camera's pixels, sampled by 5 x 5 taps `spacing` apart
     spacing = max(1, round((KINECT_WINDOW_PX - 1) / 4 * focal / KINECT_FOCAL_PX))
     size = 4 * spacing + 1
@@ -419,9 +511,9 @@ def kinect_v1(depth: torch.Tensor, generator: torch.Generator, cam: Intrinsics |
     count = torch.zeros_like(depth)
     total = torch.zeros_like(depth)
     for near_depth, near_disparity in zip(_neighbours(depth, size, spacing), _neighbours(disparity, size, spacing)):
-        same = (near_depth - depth).abs() <= limit       # excludes invalid taps (0) too
+        same = _float_le((near_depth - depth).abs_(), limit)      # excludes invalid taps (0) too
         count += same
-        total += torch.where(same, near_disparity, 0.0)
+        total.addcmul_(same, near_disparity)
     smoothed = total / count.clamp(min=1)
     enough = count >= _lerp(0.45, 0.7, s[:, 0]) * 25
 
@@ -433,7 +525,7 @@ def kinect_v1(depth: torch.Tensor, generator: torch.Generator, cam: Intrinsics |
     shadow = occlusion_shadow(depth, focal, KINECT_BASELINE_MM, KINECT_SHADOW_AT_PLUS_X)
     oblique = oblique_draw < _oblique_probability(surface_cosine(depth, focal), _lerp(0.4, 0.9, s[:, 2]))
     in_range = positive & (noisy >= near_limit) & (noisy <= KINECT_MAX_RANGE_MM)
-    return _finish(noisy, depth, in_range & enough & ~shadow & ~oblique, unit_mm)
+    return box.paste(_finish(noisy, depth, in_range & enough & ~shadow & ~oblique, unit_mm))
 
 
 # SoftKinetic DS325 / Creative Senz3D (the ICVL and MSRA cameras), datasheet: range
@@ -471,29 +563,38 @@ def time_of_flight(depth: torch.Tensor, generator: torch.Generator, cam: Intrins
     fly_draw = _rand(depth.shape, generator, device)
     noise = _randn(depth.shape, generator, device)
 
+    box = _ValidBox(depth)
+    if box.empty:
+        return torch.zeros_like(depth)
+    depth, mix_draw, fly_draw, noise = (box.crop(x) for x in (depth, mix_draw, fly_draw, noise))
     valid = depth > 0
-    # multipath: amplitude-weighted (1/z^2, relative to the centre's) mean and variance of the
-    # neighbours' depth offsets, over the neighbours in the centre's depth band
+    # multipath: amplitude-weighted (1/z^2) mean and variance of the neighbours' depth
+    # offsets, over the neighbours in the centre's depth band. The centre's own amplitude
+    # cancels out of both, and the centre tap (offset 0) is always in its band, so the
+    # weight sum is never 0.
     weights = torch.zeros_like(depth)
     offset_sum = torch.zeros_like(depth)
     square_sum = torch.zeros_like(depth)
-    safe = torch.where(valid, depth, torch.ones_like(depth))
-    for neighbour in _neighbours(depth, 5, 2):          # 3 x 3 taps over 5 x 5 pixels
+    amplitude = depth.clamp(min=1e-3).reciprocal_().square_()
+    taps = zip(_neighbours(depth, 5, 2), _neighbours(amplitude, 5, 2))
+    for neighbour, neighbour_amplitude in taps:         # 3 x 3 taps over 5 x 5 pixels
         offset = neighbour - depth
-        in_band = offset.abs() <= TOF_MULTIPATH_BAND_MM    # excludes invalid taps (0: > 150 mm off)
-        amplitude = torch.where(in_band, (safe / neighbour.clamp(min=1e-3)) ** 2, torch.zeros_like(depth))
-        weights += amplitude
-        offset_sum += amplitude * offset
-        square_sum += amplitude * offset * offset
-    mean_offset = offset_sum / weights.clamp(min=1e-6)
-    variance = (square_sum / weights.clamp(min=1e-6) - mean_offset ** 2).clamp(min=0)
+        # excludes invalid taps (0: > 150 mm off)
+        weighted = _float_le(offset.abs(), TOF_MULTIPATH_BAND_MM).mul_(neighbour_amplitude)
+        weights += weighted
+        weighted.mul_(offset)
+        offset_sum += weighted
+        square_sum.addcmul_(weighted, offset)
+    mean_offset = offset_sum / weights
+    variance = (square_sum / weights - mean_offset ** 2).clamp(min=0)
     weight = _lerp(0.1, 0.5, s[:, 0]) * variance / (variance + TOF_MULTIPATH_VARIANCE_MM2)
-    blurred = torch.where(valid, depth + weight * mean_offset, depth)
+    blurred = depth + weight * mean_offset * _mask(valid, depth.dtype)
 
     # flying pixels across depth jumps (on the clean geometry)
     radius2 = s[:, 1] > 0.7
-    near1, far1 = _pool_near_far(depth, 1)
-    near2, far2 = _pool_near_far(depth, 2)
+    invalid_far = _with_invalid_far(depth)
+    near1, far1 = _pool_near(invalid_far, 1), _box_max(depth, 1)
+    near2, far2 = _pool_near(invalid_far, 2), _box_max(depth, 2)
     near = torch.where(radius2, near2, near1)
     far = torch.where(radius2, far2, far1)
     jump = valid & (far - near > _jump_limit(near) * (1.0 + radius2.to(depth.dtype)))
@@ -505,7 +606,7 @@ def time_of_flight(depth: torch.Tensor, generator: torch.Generator, cam: Intrins
     max_range = _lerp(1500.0, 1000.0, s[:, 4])
     bright = surface_cosine(depth, focal) >= _lerp(0.1, 0.25, s[:, 5])
     in_range = (mixed >= TOF_MIN_RANGE_MM) & (mixed <= max_range)
-    return _finish(noisy, depth, in_range & bright, unit_mm)
+    return box.paste(_finish(noisy, depth, in_range & bright, unit_mm))
 
 
 def clean(depth: torch.Tensor, generator: torch.Generator, cam: Intrinsics | float,
