@@ -123,13 +123,15 @@ def surface_cosine(depth: torch.Tensor, focal_px: float) -> torch.Tensor:
 
     def smoother_squared(ahead, behind):
         # the square of the one-sided difference of smaller magnitude; 0 with neither neighbour
-        squared = torch.minimum((ahead - depth) ** 2, (depth - behind) ** 2)
+        forward, backward = ahead - depth, depth - behind
+        squared = torch.minimum(forward * forward, backward * backward)
         return torch.nan_to_num(squared, posinf=0.0)
 
     grad_squared = (smoother_squared(padded[:, 1:-1, 2:], padded[:, 1:-1, :-2])
                     + smoother_squared(padded[:, 2:, 1:-1], padded[:, :-2, 1:-1]))
     # 0 on invalid pixels, so their cosine is exactly 1
-    scale = (focal_px / torch.where(valid, depth, 1.0)) ** 2 * _mask(valid, depth.dtype)
+    scale = focal_px / torch.where(valid, depth, 1.0)
+    scale = scale * scale * _mask(valid, depth.dtype)
     return torch.rsqrt(1 + grad_squared * scale)
 
 
@@ -586,7 +588,7 @@ def time_of_flight(depth: torch.Tensor, generator: torch.Generator, cam: Intrins
         offset_sum += weighted
         square_sum.addcmul_(weighted, offset)
     mean_offset = offset_sum / weights
-    variance = (square_sum / weights - mean_offset ** 2).clamp(min=0)
+    variance = (square_sum / weights - mean_offset * mean_offset).clamp(min=0)
     weight = _lerp(0.1, 0.5, s[:, 0]) * variance / (variance + TOF_MULTIPATH_VARIANCE_MM2)
     blurred = depth + weight * mean_offset * _mask(valid, depth.dtype)
 
@@ -594,7 +596,8 @@ def time_of_flight(depth: torch.Tensor, generator: torch.Generator, cam: Intrins
     radius2 = s[:, 1] > 0.7
     invalid_far = _with_invalid_far(depth)
     near1, far1 = _pool_near(invalid_far, 1), _box_max(depth, 1)
-    near2, far2 = _pool_near(invalid_far, 2), _box_max(depth, 2)
+    # a 5 x 5 window is the 3 x 3 window of the 3 x 3 windows
+    near2, far2 = -_box_max(-near1, 1), _box_max(far1, 1)
     near = torch.where(radius2, near2, near1)
     far = torch.where(radius2, far2, far1)
     jump = valid & (far - near > _jump_limit(near) * (1.0 + radius2.to(depth.dtype)))
