@@ -18,7 +18,7 @@ def small_model(**changes):
 
 
 def test_round_trip_restores_weights_config_and_extras(tmp_path):
-    model, config = small_model(keypoint_names=keypoints.order("nyu"), half_cube_mm=125.0,
+    model, config = small_model(keypoint_names=keypoints.order("nyu"), handedness_head=False, half_cube_mm=125.0,
                                 extra={"dataset": "nyu"})
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=15, gamma=0.2)
@@ -101,6 +101,7 @@ def test_config_does_not_match_weights(tmp_path):
     save_checkpoint(path, model, config)
     payload = torch.load(path, weights_only=True)
     payload["config"]["keypoint_names"] = list(keypoints.order("nyu"))  # claims 14 joints
+    payload["config"]["handedness_head"] = False                        # (which have no handedness head)
     torch.save(payload, path)
     with pytest.raises(ModelFileError, match=r"mismatch.pt: stored weights do not match its model config \(J=14"):
         load_model(path)

@@ -405,7 +405,7 @@ def small_nyu_checkpoint(tmp_path_factory):
     from hand_pose_ros.model import SRNet, SRNetConfig
     from hand_pose_ros.model.checkpoint import save_checkpoint
     torch.manual_seed(0)
-    config = SRNetConfig(keypoint_names=keypoints.DATASET_ORDERS["nyu"][::-1], features=16)
+    config = SRNetConfig(keypoint_names=keypoints.DATASET_ORDERS["nyu"][::-1], features=16, handedness_head=False)
     return save_checkpoint(tmp_path_factory.mktemp("models") / "nyu_small.pt", SRNet(config).eval(), config)
 
 

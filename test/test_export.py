@@ -23,12 +23,13 @@ from hand_pose_ros.model import ModelFileError, SRNet, SRNetConfig, save_checkpo
 # Small and quick to export (one stage, hourglass level 1); the full architecture's graph is
 # checked on conftest's random_onnx_model (F=16, two stages, level 4).
 CONFIG = SRNetConfig(features=16, hourglass_level=1, stages=1,
-                     keypoint_names=SRNetConfig().keypoint_names[:14] + ("palm_center",), half_cube_mm=125.0)
+                     keypoint_names=SRNetConfig().keypoint_names + ("palm_center",), half_cube_mm=125.0)
+J = len(CONFIG.keypoint_names)   # 22: not the canonical 21, to prove J comes from the config
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A small random SRNet (J=15, to prove J comes from the config) saved as a checkpoint
+    """A small random SRNet (J=22, to prove J comes from the config) saved as a checkpoint
     and exported through the real `hand-pose export` command."""
     folder = tmp_path_factory.mktemp("export")
     torch.manual_seed(1)
@@ -47,7 +48,7 @@ def exported(tmp_path_factory):
 
 def test_export_report_and_checker(exported):
     report = exported["report"]
-    assert report["onnx"] == str(exported["onnx"]) and report["joints"] == 15 and report["batch"] == "dynamic"
+    assert report["onnx"] == str(exported["onnx"]) and report["joints"] == J and report["batch"] == "dynamic"
     assert report["sha256"] == sha256_file(exported["onnx"])
     assert report["parity"]["uvd_max_abs_diff"] <= export.PARITY_TOLERANCE
     proto = onnx.load(str(exported["onnx"]))
@@ -77,7 +78,7 @@ def test_graph_is_clean_and_static_except_batch(exported, random_onnx_model):
     dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
     assert dims(proto.graph.input[0]) == ["batch", 1, 128, 128]
     assert [o.name for o in proto.graph.output] == ["uvd", "confidence", "handedness"]
-    assert dims(proto.graph.output[0]) == ["batch", 15, 3] and dims(proto.graph.output[1]) == ["batch", 15]
+    assert dims(proto.graph.output[0]) == ["batch", J, 3] and dims(proto.graph.output[1]) == ["batch", J]
     assert dims(proto.graph.output[2]) == ["batch"]
     assert [o.name for o in full.graph.output] == ["uvd", "confidence", "handedness"]
 
@@ -122,7 +123,7 @@ def test_checkpoint_from_before_the_handedness_head_loads_exports_and_infers(tmp
     assert config.handedness_head is False and loaded.handedness is None
     crops = realistic_crops(8)[:2]
     torch_out = TorchBackend.load(path, "cpu").infer_outputs(crops)
-    assert torch_out.left_probability is None and torch_out.uvd.shape == (2, 15, 3)
+    assert torch_out.left_probability is None and torch_out.uvd.shape == (2, J, 3)
     report = export.export_checkpoint(path, tmp_path / "old.onnx")
     assert report["parity"]["uvd_max_abs_diff"] <= export.PARITY_TOLERANCE
     assert "handedness_max_abs_diff" not in report["parity"]
@@ -150,7 +151,7 @@ def test_onnxruntime_matches_torch_on_realistic_crops(exported, batch):
     uvd, confidence, left = OnnxRuntimeBackend.load(exported["onnx"], "cpu").infer_outputs(crops)
     with torch.no_grad():
         reference = exported["model"](torch.from_numpy(crops))
-    assert uvd.shape == (batch, 15, 3) and confidence.shape == (batch, 15) and left.shape == (batch,)
+    assert uvd.shape == (batch, J, 3) and confidence.shape == (batch, J) and left.shape == (batch,)
     assert np.abs(uvd - reference["uvd"].numpy()).max() <= 1e-4
     assert np.abs(confidence - reference["confidence"].numpy()).max() <= 1e-4
     assert np.abs(left - reference["handedness"].numpy()).max() <= 1e-4
@@ -213,18 +214,18 @@ def test_info_json_for_checkpoint_and_onnx(exported, capsys):
     for path in (exported["checkpoint"], exported["onnx"]):
         assert cli.main(["info", str(path), "--json"]) == 0
         info = json.loads(capsys.readouterr().out)
-        assert info["config"] == CONFIG.to_dict() and info["num_joints"] == 15
+        assert info["config"] == CONFIG.to_dict() and info["num_joints"] == J
         assert info["keypoint_names"] == list(CONFIG.keypoint_names)
         assert info["summary"]["parameters"] == sum(p.numel() for p in exported["model"].parameters())
         assert info["summary"]["macs_per_frame"] > 0
     assert info["kind"] == "onnx" and info["onnx"]["opset"] == 17
-    assert info["onnx"]["outputs"] == {"uvd": ["batch", 15, 3], "confidence": ["batch", 15],
+    assert info["onnx"]["outputs"] == {"uvd": ["batch", J, 3], "confidence": ["batch", J],
                                        "handedness": ["batch"]}
     assert cli.main(["info", str(exported["checkpoint"]), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["training"] == {"epoch": 2}
     assert cli.main(["info", str(exported["checkpoint"])]) == 0
     text = capsys.readouterr().out
-    assert "J=15" in text and "epoch: 2" in text and "GMAC per frame" in text
+    assert f"J={J}" in text and "epoch: 2" in text and "GMAC per frame" in text
 
 
 def test_info_bad_files(tmp_path, capsys):

@@ -73,7 +73,7 @@ def test_intrinsics_from_k_and_crop_window():
 
 
 def test_model_config_round_trip_and_validation():
-    cfg = SRNetConfig(keypoint_names=keypoints.order("nyu"), norm="batch", half_cube_mm=125)
+    cfg = SRNetConfig(keypoint_names=keypoints.order("nyu"), norm="batch", half_cube_mm=125, handedness_head=False)
     assert cfg.num_joints == 14
     again = SRNetConfig.from_json(cfg.to_json())
     assert again == cfg

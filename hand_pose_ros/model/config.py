@@ -17,6 +17,12 @@ VARIANTS = ("two_stage", "one_stage", "direct_regression",
 # What a model file that has no entry for a field was built with (see SRNetConfig.from_stored).
 STORED_BEFORE_FIELD_EXISTED = {"handedness_head": False}
 
+# What network.HandednessHead reads of the predicted joints: the palm plane from the
+# first, and the signed offsets from it of the second (a left hand's have the other sign).
+PALM_JOINTS = ("wrist", "index_mcp", "middle_mcp", "pinky_mcp")
+HANDEDNESS_JOINTS = ("thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip", "index_pip", "index_tip",
+                     "middle_pip", "middle_tip", "ring_pip", "ring_tip", "pinky_pip", "pinky_tip")
+
 
 @dataclass(frozen=True)
 class SRNetConfig:
@@ -52,6 +58,11 @@ class SRNetConfig:
             raise ValueError("stages must be >= 1")
         if not isinstance(self.handedness_head, bool):
             raise ValueError(f"handedness_head must be true or false, got {self.handedness_head!r}")
+        if self.handedness_head:
+            missing = [n for n in PALM_JOINTS + HANDEDNESS_JOINTS if n not in self.keypoint_names]
+            if missing:
+                raise ValueError(f"handedness_head needs the joints {missing}, which these keypoints lack: "
+                                 "pass handedness_head=False")
 
     @property
     def num_joints(self) -> int:

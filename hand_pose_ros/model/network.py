@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import SRNetConfig
+from .config import HANDEDNESS_JOINTS, PALM_JOINTS, SRNetConfig
 from .decoders import decode_confidence, decode_depth, decode_plane, grid_coordinates
 from .targets import label_image
 
@@ -180,32 +180,54 @@ class DirectRegressionStage(nn.Module):
 
 
 class HandednessHead(nn.Module):
-    """Which hand the crop shows, from the last stage's hourglass features [B,F,n,n]:
-    average and max pooling over the map -> [B,2F] -> LayerNorm -> Linear(2F, 1) -> logit
-    [B]. Max pooling keeps "this part is somewhere" cues (a thumb on one side of the palm)
-    that an average over the whole map dilutes. A left hand is a mirror image of a right
-    one, so the cue is the 3D layout, which the hourglass must already encode to tell the
-    thumb from the little finger. A linear classifier on normalised features: a ReLU
-    hidden layer on these unnormalised features (tens) died (every unit negative) in two
-    H200 runs and the head never left P = 0.5."""
+    """Which hand the crop shows, from the chirality of the predicted joints.
+
+    A left hand is the mirror image of a right one: no rotation turns one into the other,
+    but their joints differ only in which side of the palm plane things lie on. With the
+    palm axes x = index MCP - pinky MCP (toward the thumb on a right hand), y = middle MCP
+    - wrist and n = x cross y (palmar on a right hand, dorsal on a left one), the thumb
+    and the curled fingers sit on the palmar side: their offsets along n, in hand lengths,
+    are positive for a right hand and negative for a left one. A Linear(12, 1) on those 12
+    offsets gives the logit of "left". The joints come from the graph's own uvd output
+    (detached: handedness never pulls on the joints), in crop units made isotropic
+    (u and v span 2 half-cubes, d one).
+
+    Why not a classifier on the hourglass features: two H200 runs (an MLP on pooled
+    features, then LayerNorm + linear) never left P = 0.5 (loss ln 2 throughout), since the
+    joint task needs no chirality: a thumb is found by its shape, whichever side it is on.
+    """
 
     def __init__(self, config: SRNetConfig):
         super().__init__()
-        f = config.features
-        self.norm = nn.LayerNorm(2 * f)
-        self.classifier = nn.Linear(2 * f, 1)
+        names = tuple(config.keypoint_names)     # SRNetConfig checks that the joints below are there
+        self.register_buffer("palm_index", torch.tensor([names.index(n) for n in PALM_JOINTS]), persistent=False)
+        self.register_buffer("joint_index", torch.tensor([names.index(n) for n in HANDEDNESS_JOINTS]),
+                             persistent=False)
+        self.register_buffer("axis_scale", torch.tensor([2.0, 2.0, 1.0]), persistent=False)
+        self.classifier = nn.Linear(len(HANDEDNESS_JOINTS), 1)
         # Start undecided: P = 0.5, loss ln 2.
         nn.init.zeros_(self.classifier.weight)
         nn.init.zeros_(self.classifier.bias)
 
-    def forward(self, features: Tensor) -> Tensor:
-        # Pooling ops over the static map size, not mean()/amax(): those export as opset-18
-        # reductions with an axes input, which the exporter cannot convert down to opset 17.
-        window = features.shape[-2:]
-        pooled = torch.cat((F.avg_pool2d(features, window), F.max_pool2d(features, window)), dim=1)
-        pooled = pooled.flatten(1)                    # [B,2F]
-        pooled = pooled.to(self.norm.weight.dtype)   # the parameters' dtype (FP32, or FP16 for a .half() model)
-        return self.classifier(self.norm(pooled)).squeeze(-1).float()  # [B] logit, FP32 for the sigmoid and the loss
+    def offsets(self, uvd: Tensor) -> Tensor:
+        """[B,J,3] normalised uvd -> [B,12] signed offsets from the palm plane (hand lengths)."""
+        p = uvd.detach().float() * self.axis_scale                          # isotropic crop units
+        palm = p.index_select(1, self.palm_index)                           # [B,4,3]
+        wrist, index_mcp, middle_mcp, pinky_mcp = palm.unbind(1)
+        x = index_mcp - pinky_mcp
+        y = middle_mcp - wrist
+        # Cross product, norms and dot products spelled out: reductions over the last axis
+        # export as opset-18 ops with an axes input that the exporter cannot bring to 17.
+        n = torch.stack((x[:, 1] * y[:, 2] - x[:, 2] * y[:, 1], x[:, 2] * y[:, 0] - x[:, 0] * y[:, 2],
+                         x[:, 0] * y[:, 1] - x[:, 1] * y[:, 0]), dim=-1)
+        n = n / (torch.sqrt(n[:, 0:1] ** 2 + n[:, 1:2] ** 2 + n[:, 2:3] ** 2) + 1e-6)
+        length = torch.sqrt(y[:, 0:1] ** 2 + y[:, 1:2] ** 2 + y[:, 2:3] ** 2) + 1e-6   # [B,1]
+        rel = p.index_select(1, self.joint_index) - wrist[:, None]           # [B,12,3]
+        return (rel[..., 0] * n[:, 0:1] + rel[..., 1] * n[:, 1:2] + rel[..., 2] * n[:, 2:3]) / length
+
+    def forward(self, uvd: Tensor) -> Tensor:
+        weight = self.classifier.weight.float()
+        return (self.offsets(uvd) @ weight.t() + self.classifier.bias.float()).squeeze(-1)  # [B] logit, FP32
 
 
 class SRNet(nn.Module):
@@ -245,8 +267,7 @@ class SRNet(nn.Module):
         if self.config.variant == "direct_regression":
             uvd, features = self.stages[0](x)  # [B,J,3], [B,F,n,n]
             confidence = torch.ones_like(uvd[..., 0])
-            return self._with_handedness({"uvd": uvd, "confidence": confidence, "stages": [{"uvd": uvd}]},
-                                         features)
+            return self._with_handedness({"uvd": uvd, "confidence": confidence, "stages": [{"uvd": uvd}]})
 
         stage_outputs = []
         for stage in self.stages:
@@ -259,12 +280,11 @@ class SRNet(nn.Module):
             x = torch.cat((heatmaps.to(depth_maps.dtype), depth_maps, label.to(depth_maps.dtype)), dim=1)
         final = stage_outputs[-1]
         confidence = decode_confidence(final["heatmaps"], final["uvd"][..., :2], self.grid)
-        return self._with_handedness({"uvd": final["uvd"], "confidence": confidence, "stages": stage_outputs},
-                                     features)
+        return self._with_handedness({"uvd": final["uvd"], "confidence": confidence, "stages": stage_outputs})
 
-    def _with_handedness(self, out: dict, last_features: Tensor) -> dict:
+    def _with_handedness(self, out: dict) -> dict:
         if self.handedness is not None:
-            logit = self.handedness(last_features)        # [B] FP32
+            logit = self.handedness(out["uvd"])           # [B] FP32
             out["handedness_logit"] = logit
             out["handedness"] = torch.sigmoid(logit)      # [B] P(left)
         return out
