@@ -33,20 +33,10 @@ import torch
 from ...keypoints import CANONICAL
 from .hand import NUM_ANGLES, mirror_matrix
 from .mesh_asset import BONES, load_asset
+from .poses import axis_angle_matrix as _rotation
 
 _THUMB_PAD_DIR = (-0.55, 0.0, 0.84)     # hand.py's thumb flexion direction (ulnar, palmar)
 _FINGERS = ("thumb", "index", "middle", "ring", "pinky")
-
-
-def _rotation(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Rodrigues: axis [..., 3] unit, angle [...] -> [..., 3, 3]."""
-    x, y, z = axis.unbind(-1)
-    c, s = torch.cos(angle), torch.sin(angle)
-    t = 1 - c
-    rows = [t * x * x + c, t * x * y - s * z, t * x * z + s * y,
-            t * x * y + s * z, t * y * y + c, t * y * z - s * x,
-            t * x * z - s * y, t * y * z + s * x, t * z * z + c]
-    return torch.stack(rows, dim=-1).reshape(*angle.shape, 3, 3)
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:
