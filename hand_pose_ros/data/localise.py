@@ -68,7 +68,8 @@ class HandLocaliser:
                  refine_steps: int = 4, seed_radius_mm: float = 150.0, max_tries: int = 4,
                  jump_mm: float = 20.0, jump_fraction: float = 0.04, surface_area_mm2: float = 90000.0,
                  reach_mm: float = 150.0, prefer_nearer_mm: float = 40.0,
-                 max_border_contact_mm: float = 100.0, min_relief_mm: float = 20.0):
+                 max_border_contact_mm: float = 100.0, min_relief_mm: float = 20.0,
+                 body_width_mm: float = 130.0):
         near, far = (float(x) for x in depth_range_mm)
         if not 0 <= near < far:
             raise ValueError(f"depth_range_mm must be (near, far) with 0 <= near < far, got {depth_range_mm}")
@@ -93,6 +94,7 @@ class HandLocaliser:
         self.prefer_nearer_mm = float(prefer_nearer_mm)
         self.max_border_contact_mm = float(max_border_contact_mm)
         self.min_relief_mm = float(min_relief_mm)
+        self.body_width_mm = float(body_width_mm)
 
     def locate(self, depth_mm: np.ndarray, cam: Intrinsics, seed_uvd=None) -> HandDetection | None:
         """depth_mm [H, W] (mm, 0 invalid) -> the hand's HandDetection, or None (no hand)."""
@@ -191,6 +193,16 @@ class HandLocaliser:
         large = areas > self.surface_area_mm2
         large[0] = False
         surface = large[labels] & pieces
+        if surface.any() and self.body_width_mm > 0:
+            # A hand and arm joined to the operator's body (or a table) without a depth
+            # jump make one large piece: only its thick part, where a square of
+            # body_width_mm fits (an opening), is surface; the thin parts sticking out of it
+            # (hand, forearm) stay foreground. Sized at the nearest depth, where a square
+            # covers the fewest pixels, so nothing nearer counts as thick.
+            near_d = float(np.min(coarse[candidates]))
+            half = int(0.5 * self.body_width_mm * abs(cam.fx) / near_d / stride)
+            if half >= 1:
+                surface = _box_open(surface, half)
         # the far side of a jump belongs to the surface it touches (the outline of the table
         # around the hand); inside the hand it is a palm pixel behind a finger, kept
         return surface | (far_side & candidates & _dilate(surface))
@@ -319,6 +331,38 @@ def _border(shape, width=2):
     mask = np.ones(shape, dtype=bool)
     mask[width:-width, width:-width] = False
     return mask
+
+
+def _box_open(mask, half):
+    """Morphological opening of `mask` [H, W] bool by a (2*half+1)^2 square: the pixels
+    covered by a square that fits inside the mask (up to one-pixel holes). Outside the image counts as inside the
+    mask for the fit (a body running out of the image stays thick at the border)."""
+    side = 2 * half + 1
+    # fit on the mask with its one-pixel holes filled (sensor dropouts on a noisy body or
+    # table); the result stays inside the mask itself
+    core = _window_all(np.pad(_dilate(mask), half, constant_values=True), side, axis=0)
+    core = _window_all(core, side, axis=1)                             # [H, W]: the square fits
+    grown = _window_any(np.pad(core, half, constant_values=False), side, axis=0)
+    return _window_any(grown, side, axis=1) & mask
+
+
+def _window_all(mask, length, axis):
+    """AND over every run of `length` along `axis` (the result is length-1 shorter there),
+    by doubling: O(log length) shifted ANDs."""
+    out, span = mask, 1
+    while span < length:
+        step = min(span, length - span)
+        if axis == 0:
+            out = out[:-step] & out[step:]
+        else:
+            out = out[:, :-step] & out[:, step:]
+        span += step
+    return out
+
+
+def _window_any(mask, length, axis):
+    """OR over every run of `length` along `axis` (the counterpart of _window_all)."""
+    return ~_window_all(~mask, length, axis)
 
 
 def _dilate(mask):
