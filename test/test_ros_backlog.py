@@ -34,7 +34,7 @@ def test_latency_does_not_grow_when_the_camera_outpaces_the_model(ros, start_nod
 
     node = start_node("pose_node", {"model_path": str(random_onnx_model), "depth_topic": DEPTH_TOPIC,
                                     "camera_info_topic": INFO_TOPIC, "qos": "sensor_data",
-                                    "diagnostics_period_s": 0.5})
+                                    "diagnostics_period_s": 0.5, "min_confidence": 0.0})  # random model: ~0.004
     depth_pub = ros.publisher(Image, DEPTH_TOPIC, 1)
     info_pub = ros.publisher(CameraInfo, INFO_TOPIC, 1)
     frames = [moving_hand(i / RATE_HZ) for i in range(int(2 * np.pi * RATE_HZ))]  # one loop of the motion
