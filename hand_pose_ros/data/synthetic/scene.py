@@ -27,7 +27,7 @@ from .mesh_hand import MeshHand, MeshHandShape
 from .poses import direction_from_angles, forearm_frame, hand_rotation, sample_poses
 from .rasterise import rasterise_depth
 from .render import Window, render_depth
-from .sensors import SENSOR_MODELS, sample_sensor_models
+from .sensors import SENSOR_MODELS, apply_sensor_models, sample_sensor_models
 
 SENSOR_NAMES = tuple(SENSOR_MODELS)
 
@@ -551,13 +551,7 @@ def _apply_sensors(clean: torch.Tensor, generator: torch.Generator, cam: Intrins
     coin = torch.rand(index.shape[0], generator=generator, device=generator.device).to(index.device) < 0.6
     replacement = torch.where(coin, names.index("realsense_d4xx"), names.index("kinect_v1"))
     index = torch.where(far, replacement, index)
-    out = torch.zeros_like(clean)
-    unit = config.quantise_mm or 1.0
-    for k, model in enumerate(SENSOR_MODELS.values()):
-        chosen = torch.nonzero(index == k).flatten()
-        if chosen.numel():
-            out[chosen] = model(clean[chosen], generator, cam, unit_mm=unit)
-    return out, index
+    return apply_sensor_models(clean, index, generator, cam, unit_mm=config.quantise_mm or 1.0), index
 
 
 def render_batch(batch_size: int, generator: torch.Generator, config: SyntheticConfig | None = None,

@@ -665,9 +665,16 @@ def apply_sensor_mix(depth: torch.Tensor, generator: torch.Generator, cam: Intri
     Returns (noisy depth [B, H, W], model index [B] int64 into list(SENSOR_MODELS))."""
     _check(depth, generator, strength, unit_mm)
     index = sample_sensor_models(depth.shape[0], generator, mix, device=depth.device)
+    return apply_sensor_models(depth, index, generator, cam, strength, unit_mm), index
+
+
+def apply_sensor_models(depth: torch.Tensor, index: torch.Tensor, generator: torch.Generator,
+                        cam: Intrinsics | float, strength=(0.0, 1.0), unit_mm: float = 1.0) -> torch.Tensor:
+    """Sample b through model index[b] (into list(SENSOR_MODELS)): each model applied once,
+    in SENSOR_MODELS' order, to the sub-batch of its samples, with the same generator."""
     out = torch.zeros_like(depth)
     for k, model in enumerate(SENSOR_MODELS.values()):
         chosen = torch.nonzero(index == k).flatten()
         if chosen.numel():
             out[chosen] = model(depth[chosen], generator, cam, strength=strength, unit_mm=unit_mm)
-    return out, index
+    return out
