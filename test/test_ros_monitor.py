@@ -149,3 +149,17 @@ def test_monitor_counts_drops_in_the_window_and_fresh_commands_apart_from_repeat
     assert summary["retarget_frames"] == 15
     assert summary["retarget_commands_for_keypoints"] == 5 and summary["retarget_repeated_commands"] == 10
     assert summary["retarget_fresh_fps"] * 2 == pytest.approx(summary["retarget_repeat_fps"])
+
+
+def test_monitor_counts_a_command_taken_before_the_keypoints_it_answers():
+    # Keypoints and commands come on separate subscriptions: the executor may run the
+    # command's callback first. It still answers that keypoint message, once.
+    monitor = PipelineMonitor(_FakeNode(), INFO_TOPIC)
+    monitor.start_window()
+    header = Header(stamp=Time(sec=100, nanosec=0), frame_id="cam")
+    monitor._on_retarget(JointState(header=header, position=[0.1]))
+    assert monitor.summary()["retarget_commands_for_keypoints"] == 0
+    monitor._on_joints(conv.keypoints_to_pose_array(np.full((21, 3), 500.0), header))
+    monitor._on_retarget(JointState(header=header, position=[0.1]))  # a repeat of the same stamp
+    summary = monitor.summary()
+    assert summary["retarget_commands_for_keypoints"] == 1 and summary["retarget_frames"] == 2

@@ -76,6 +76,9 @@ class PipelineMonitor:
             self.retarget_latencies_ms: list[float] = []  # commands answering a keypoint message
             self._joint_stamps: dict[int, None] = {}        # recent keypoint stamps (ordered set)
             self._answered_stamps: dict[int, None] = {}     # keypoint stamps a command answered
+            # Commands seen before the keypoint message they answer: the two topics are
+            # separate subscriptions, so the executor may take the command first.
+            self._early_commands: dict[int, float] = {}     # stamp -> latency at arrival (ms)
             self.retarget_non_finite = 0
             self.non_finite_outputs = 0
             self.last_joints_mm: np.ndarray | None = None
@@ -132,6 +135,9 @@ class PipelineMonitor:
             self.latencies_ms.append((now, latency_ms))
             self._joint_stamps[key] = None
             self._trim(self._joint_stamps)
+            early_latency = self._early_commands.pop(key, None)
+            if early_latency is not None:
+                self._count_answer(key, early_latency)
             if not np.isfinite(xyz).all():
                 self.non_finite_outputs += 1
                 return
@@ -174,11 +180,19 @@ class PipelineMonitor:
             # Only commands carrying a keypoint message's stamp measure the pipeline's latency
             # (the retarget node also re-sends commands from a timer while holding).
             key = conversions.stamp_key(msg.header.stamp)
-            if key in self._joint_stamps and key not in self._answered_stamps:
-                self._answered_stamps[key] = None
-                self._trim(self._answered_stamps)
-                self.retarget_latencies_ms.append(
-                    (self._now_s() - conversions.stamp_to_seconds(msg.header.stamp)) * 1e3)
+            latency_ms = (self._now_s() - conversions.stamp_to_seconds(msg.header.stamp)) * 1e3
+            if key in self._joint_stamps:
+                self._count_answer(key, latency_ms)
+            elif key not in self._early_commands:
+                self._early_commands[key] = latency_ms
+                self._trim(self._early_commands)
+
+    def _count_answer(self, key: int, latency_ms: float) -> None:
+        """A command answering keypoint message `key` (the first for that stamp only). Under the lock."""
+        if key not in self._answered_stamps:
+            self._answered_stamps[key] = None
+            self._trim(self._answered_stamps)
+            self.retarget_latencies_ms.append(latency_ms)
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
