@@ -3,7 +3,8 @@
     hand-pose bench [--backend torch|onnxruntime|tensorrt|all] [--device cpu|cuda]
                     [--precision fp32 fp16 int8] [--batch 1 64 ...] [--model PATH]
                     [--pipeline] [--preprocess] [--iters N] [--warmup N] [--threads N]
-                    [--cuda-graph] [--compile] [--json]
+                    [--cuda-graph] [--compile] [--node [--node-frames N] [--node-outputs joints all]]
+                    [--json]
 
 Model alone: `backend.infer` on a batch of realistic crops (host array in, host arrays out,
 so the copies to and from the GPU are included), warm-up excluded; latency p50/p95/p99,
@@ -12,6 +13,10 @@ shared machine the wall clock includes other processes' time slices; CPU time do
 torch.cuda.synchronize (the backend's synchronize()).
 Pipeline (--pipeline): one 640 x 480 16UC1 frame per call: decode + localise + crop + infer
 + recover, tracking the hand from the previous frame as the pose node does.
+Pose node (--node, needs rclpy): the node's own cost per frame without inference, step by
+step (receive, decode, localise, crop, filter, conversions, publishing of joints, TF,
+markers, debug image, diagnostics), as CPU and wall time over --node-frames frames of the
+synthetic camera; see hand_pose_ros/ros/bench_node.py.
 The model: --model, else the shipped models/srnet_synthetic.{onnx,pt}, else a randomly
 initialised default SRNet (said so in the output: its latency is real, its outputs are not).
 """
@@ -97,6 +102,10 @@ class ModelFiles:
                 export_checkpoint(self.checkpoint, target, verify=False)
             self.onnx = target
         return self.onnx
+
+    def node_model_file(self) -> Path:
+        """A file the pose node can load (it reads model_path): the model itself, or an ONNX export."""
+        return self.onnx or self.checkpoint or self.onnx_file()
 
     def load(self, backend: str, device: str, precision: str, **opts):
         cls = backend_class(backend)
@@ -247,6 +256,18 @@ def _run_bench(args, stack) -> dict:
                 estimator = HandPoseEstimator(backend)
                 report["pipeline"].append({"backend": name, "device": device, "precision": precision,
                                            **time_pipeline(estimator, args.iters, args.warmup)})
+    if getattr(args, "node", False) and files is not None:
+        try:
+            from ..ros.bench_node import bench_node
+        except ImportError as e:  # no rclpy / ROS messages in this environment
+            report["skipped"].append({"node": True, "reason": f"{type(e).__name__}: {e}"})
+        else:
+            log.info("bench: pose node's own per-frame cost (%d frames per output set)", args.node_frames)
+            # One inference thread unless asked: the node's own work is one thread either way, and
+            # ONNX Runtime's spinning helper threads would count in the process CPU figure.
+            report["node"] = bench_node(files.node_model_file(), frames=args.node_frames,
+                                        outputs=tuple(args.node_outputs), threads=args.threads or 1,
+                                        warmup=args.warmup)
     if args.preprocess or args.preprocess_only:
         try:
             from ..data.bench import bench_preprocess
@@ -293,8 +314,12 @@ def format_table(report: dict) -> str:
         pre = report["preprocess"]
         lines.append(f"preprocess (decode+localise+crop, 1 thread): total p50 {pre['total_ms']['p50']:.2f} ms, "
                      f"p95 {pre['total_ms']['p95']:.2f} ms")
+    if "node" in report:
+        from ..ros.bench_node import format_report
+        lines.append(format_report(report["node"]))
     for s in report["skipped"]:
-        lines.append(f"skipped {s.get('backend', 'preprocess')} {s.get('precision', '')}: {s['reason']}")
+        what = s.get("backend") or ("pose node" if s.get("node") else "preprocess")
+        lines.append(f"skipped {what} {s.get('precision', '')}: {s['reason']}")
     return "\n".join(lines)
 
 
@@ -317,13 +342,20 @@ def add_arguments(parser) -> None:
     parser.add_argument("--compile", action="store_true", help="torch: torch.compile(mode='max-autotune')")
     parser.add_argument("--engine-cache", default=None,
                         help="tensorrt engines / onnxruntime int8 models cache directory")
+    parser.add_argument("--node", action="store_true",
+                        help="also time the pose node's own per-frame work without inference, by step (ROS 2)")
+    parser.add_argument("--node-frames", type=int, default=300,
+                        help="--node: timed frames per output set (default %(default)s)")
+    parser.add_argument("--node-outputs", nargs="+", choices=("joints", "all"), default=["joints", "all"],
+                        help="--node: joints = subscribers on the joints only (TF, markers, debug image "
+                             "skipped); all = rviz open too (default: both)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def run(args) -> int:
     setup_cli_logging()
-    if args.iters < 1 or args.warmup < 0 or min(args.batch) < 1:
-        print("hand-pose bench: --iters and --batch must be >= 1, --warmup >= 0", file=sys.stderr)
+    if args.iters < 1 or args.warmup < 0 or min(args.batch) < 1 or args.node_frames < 1:
+        print("hand-pose bench: --iters, --batch and --node-frames must be >= 1, --warmup >= 0", file=sys.stderr)
         return 2
     args.preprocess_only = False
     try:
@@ -337,4 +369,4 @@ def run(args) -> int:
         print(json.dumps(report, sort_keys=True))
     else:
         print(format_table(report))
-    return 0 if report["results"] or report["pipeline"] or "preprocess" in report else 1
+    return 0 if report["results"] or report["pipeline"] or "preprocess" in report or "node" in report else 1

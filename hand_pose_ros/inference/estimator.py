@@ -42,6 +42,7 @@ class Estimate:
     crop_box: tuple[int, int, int, int]   # (left, top, right, bottom) px of the crop square (for drawing)
     half_cube_mm: float
     timings_ms: dict = field(default_factory=dict)   # stage -> ms (localise, crop, infer, recover, total)
+    cpu_ms: dict = field(default_factory=dict)       # the same stages as the calling thread's CPU time
     valid: bool = True
     reason: str = ""
     left_probability: float | None = None  # P(left hand) from the network; None: the model has no head
@@ -104,47 +105,53 @@ class HandPoseEstimator:
     def estimate_batch(self, frames) -> list:
         """frames: a list of (depth_mm, cam) or (depth_mm, cam, seed). One backend call for
         all frames with a hand. Returns one Estimate or None per frame, in order."""
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         results: list = [None] * len(frames)
         pending = []                                               # (index, cam, crop)
-        localise_ms = crop_ms = 0.0
+        wall = dict.fromkeys(STAGES, 0.0)                          # stage -> s, summed over frames
+        cpu = dict.fromkeys(STAGES, 0.0)
         for index, frame in enumerate(frames):
             depth_mm, cam, seed = (tuple(frame) + (None,))[:3]
             depth_mm = self._check_depth(depth_mm)
             if isinstance(seed, Estimate):
                 seed = seed.seed_uvd()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             found = self.localiser.locate(depth_mm, cam, seed_uvd=seed)
-            t1 = time.perf_counter()
-            localise_ms += (t1 - t0) * 1e3
+            t1, c1 = time.perf_counter(), time.thread_time()
+            wall["localise"] += t1 - t0
+            cpu["localise"] += c1 - c0
             if found is None:
                 continue
             crop = crop_hand(depth_mm, found.com_uvd, cam, self.half_cube_mm, self.config.input_size)
-            crop_ms += (time.perf_counter() - t1) * 1e3
+            wall["crop"] += time.perf_counter() - t1
+            cpu["crop"] += time.thread_time() - c1
             pending.append((index, cam, crop))
         if not pending:
             return results
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         batch = np.stack([crop.image for _, _, crop in pending])[:, None]  # [B,1,m,m]
         outputs = self.backend.infer_outputs(batch)                # [B,J,3], [B,J], [B] or None
-        infer_ms = (time.perf_counter() - t0) * 1e3
+        t1, c1 = time.perf_counter(), time.thread_time()
+        wall["infer"], cpu["infer"] = t1 - t0, c1 - c0
 
-        t0 = time.perf_counter()
         left = outputs.left_probability
         for k, (index, cam, crop) in enumerate(pending):
             results[index] = self._recover(outputs.uvd[k], outputs.confidence[k], crop, cam)
             if left is not None and np.isfinite(left[k]):
                 results[index].left_probability = float(left[k])
-        recover_ms = (time.perf_counter() - t0) * 1e3
+        wall["recover"], cpu["recover"] = time.perf_counter() - t1, time.thread_time() - c1
 
         # Per-frame timing: the shared stages split evenly over the frames that used them.
         count = len(pending)
-        timings = {"localise": localise_ms / len(frames), "crop": crop_ms / count,
-                   "infer": infer_ms / count, "recover": recover_ms / count,
-                   "total": (time.perf_counter() - start) * 1e3 / len(frames)}
+        shares = {"localise": len(frames), "crop": count, "infer": count, "recover": count}
+        timings = {stage: wall[stage] * 1e3 / shares[stage] for stage in STAGES}
+        timings["total"] = (time.perf_counter() - start) * 1e3 / len(frames)
+        cpu_ms = {stage: cpu[stage] * 1e3 / shares[stage] for stage in STAGES}
+        cpu_ms["total"] = (time.thread_time() - start_cpu) * 1e3 / len(frames)
         for index, _, _ in pending:
             results[index].timings_ms = dict(timings)
+            results[index].cpu_ms = dict(cpu_ms)
         return results
 
     # ------------------------------------------------------------------ helpers

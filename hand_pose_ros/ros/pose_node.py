@@ -26,7 +26,7 @@ from . import conversions
 from .common import TfSender, ThrottledLog, qos_profile, quiet_incompatible_qos, spin_node
 from .overlay import debug_overlay
 from .params import Param, StartupError, declare_for_startup, resolve_share_path
-from .stats import LatestSlot, RateMeter, Window
+from .stats import LatestSlot, RateMeter, StepClock, Window
 
 NODE_NAME = "hand_pose"
 DEFAULT_MODEL = "models/srnet_synthetic.onnx"
@@ -107,7 +107,7 @@ class FrameResult:
     box: tuple | None = None               # crop box (left, top, right, bottom) pixels
     depth_mm: np.ndarray | None = None     # [H, W] decoded frame
     colour_range: tuple | None = None      # (near, far) mm for the debug image; None = automatic
-    timings_ms: dict = field(default_factory=dict)
+    clock: StepClock = field(default_factory=StepClock)  # wall and CPU ms of each step so far
     handedness: str | None = None          # "left" / "right" (override or network); None = unknown
     left_probability: float | None = None  # the network's P(left hand); None without a handedness head
 
@@ -254,6 +254,10 @@ class PoseNode:
         self._input_rate, self._output_rate = RateMeter(), RateMeter()
         self._latency_ms = Window(300)
         self._timings: dict[str, Window] = {}
+        # The last frame's steps and the last diagnostics publish ({step: ms}, wall and this
+        # thread's CPU time), for `hand-pose bench --node`.
+        self.last_frame_ms: tuple[dict, dict] = ({}, {})
+        self.last_diagnostics_ms: tuple[float, float] | None = None
         self.frames_received = self.frames_processed = self.frames_published = 0
         self._handedness_text = "unknown"  # of the last published frame, for diagnostics
         self._seed = None
@@ -342,69 +346,72 @@ class PoseNode:
         start, start_cpu = time.perf_counter(), time.thread_time()
         self._infer_cpu_s = 0.0
         result = self.process(msg)
+        clock = result.clock
         self.frames_processed += 1
         self._set_state(result.state, result.detail)
         publish_start = time.perf_counter()
         if result.xyz_mm is not None:
             self._publish_pose(msg.header, result)
-        result.timings_ms["publish"] = (time.perf_counter() - publish_start) * 1e3
-        debug_cpu_ms = 0.0
+        clock.wall_ms["publish"] = (time.perf_counter() - publish_start) * 1e3
         if self.pub_debug is not None and result.depth_mm is not None and self.pub_debug.get_subscription_count():
-            t, t_cpu = time.perf_counter(), time.thread_time()
-            depth, uv, box = debug_view(result.depth_mm, result.uv, result.box)
-            rgb = debug_overlay(depth, uv, self.names, box, depth_range_mm=result.colour_range)
-            self.pub_debug.publish(conversions.rgb_to_image_msg(rgb, msg.header))
-            result.timings_ms["debug_image"] = (time.perf_counter() - t) * 1e3
-            debug_cpu_ms = (time.thread_time() - t_cpu) * 1e3
+            with clock("debug_image"):
+                depth, uv, box = debug_view(result.depth_mm, result.uv, result.box)
+                rgb = debug_overlay(depth, uv, self.names, box, depth_range_mm=result.colour_range)
+                self.pub_debug.publish(conversions.rgb_to_image_msg(rgb, msg.header))
+        timings = clock.wall_ms
         total = (time.perf_counter() - start) * 1e3
-        result.timings_ms["total"] = total
+        timings["total"] = total
         # The node's own per-frame cost: everything except the backend's inference call (and
         # the optional debug image). Wall time, and this thread's CPU time, which a busy
         # machine does not inflate by making the thread wait.
-        debug_ms = result.timings_ms.get("debug_image", 0.0)
-        result.timings_ms["node_overhead"] = total - result.timings_ms.get("infer", 0.0) - debug_ms
-        if "infer" in result.timings_ms:
+        timings["node_overhead"] = total - timings.get("infer", 0.0) - timings.get("debug_image", 0.0)
+        if "infer" in timings:
             cpu_ms = (time.thread_time() - start_cpu - self._infer_cpu_s) * 1e3
-            result.timings_ms["node_overhead_cpu"] = cpu_ms - (debug_cpu_ms if debug_ms else 0.0)
-        for key, value in result.timings_ms.items():
+            timings["node_overhead_cpu"] = cpu_ms - clock.cpu_ms.get("debug_image", 0.0)
+        for key, value in timings.items():
             self._timings.setdefault(key, Window(300)).add(value)
+        self.last_frame_ms = (dict(timings), dict(clock.cpu_ms))
 
     def process(self, msg) -> FrameResult:
         """One depth Image -> FrameResult. Pure apart from the filter state and the seed."""
-        timings = {}
+        clock = StepClock()
         cam = self._camera
         if cam is None:
             if self._camera_problem:
-                return FrameResult("bad_camera_info", self._camera_problem)
+                return FrameResult("bad_camera_info", self._camera_problem, clock=clock)
             return FrameResult("waiting_for_camera_info",
-                               f"no CameraInfo on {self.p['camera_info_topic']} yet: cannot turn pixels into 3D")
+                               f"no CameraInfo on {self.p['camera_info_topic']} yet: cannot turn pixels into 3D",
+                               clock=clock)
         problem = check_image_against_camera(msg.width, msg.height, cam)
         if problem:
-            return FrameResult(*problem)
-        t = time.perf_counter()
+            return FrameResult(*problem, clock=clock)
         try:
-            depth = conversions.image_msg_to_depth_mm(msg, self.p["depth_scale"] or None)
+            with clock("decode"):
+                depth = conversions.image_msg_to_depth_mm(msg, self.p["depth_scale"] or None)
+                empty = not np.any(depth > 0)
         except ValueError as e:
-            return FrameResult("bad_image", f"{self.p['depth_topic']}: {e}")
-        timings["decode"] = (time.perf_counter() - t) * 1e3
-        if not np.any(depth > 0):
+            return FrameResult("bad_image", f"{self.p['depth_topic']}: {e}", clock=clock)
+        if empty:
             self._lose_track()
             return FrameResult("empty_frame", f"frame {msg.width}x{msg.height} ({msg.encoding}) has no valid "
-                               "depth (all zero or NaN)", depth_mm=depth, timings_ms=timings)
+                               "depth (all zero or NaN)", depth_mm=depth, clock=clock)
 
         t = time.perf_counter()
         estimate = self.estimator.estimate(depth, cam, seed=self._seed)
-        timings["estimate"] = (time.perf_counter() - t) * 1e3
+        clock.wall_ms["estimate"] = (time.perf_counter() - t) * 1e3
         if estimate is None:
             self._lose_track()
             return FrameResult("no_hand", f"no hand between {self.p['min_depth_mm']:.0f} and "
-                               f"{self.p['max_depth_mm']:.0f} mm", depth_mm=depth, timings_ms=timings)
+                               f"{self.p['max_depth_mm']:.0f} mm", depth_mm=depth, clock=clock)
         # The estimator's stages (localise, crop, infer, recover); its own total is "estimate".
-        timings.update({k: float(v) for k, v in estimate.timings_ms.items() if k != "total"})
+        stage_cpu = getattr(estimate, "cpu_ms", {})
+        for stage, ms in estimate.timings_ms.items():
+            if stage != "total":
+                clock.add(stage, float(ms), float(stage_cpu.get(stage, 0.0)))
         if not estimate.valid:
             self._lose_track()
             return FrameResult("inference_error", f"estimate rejected: {estimate.reason}",
-                               depth_mm=depth, timings_ms=timings)
+                               depth_mm=depth, clock=clock)
         xyz = np.asarray(estimate.xyz, dtype=np.float64)
         if xyz.shape == (len(self.model_names), 3):
             xyz = xyz[self._to_canonical]
@@ -412,30 +419,29 @@ class PoseNode:
         if not np.isfinite(xyz).all() or xyz.shape != (len(self.names), 3):
             self._lose_track()
             return FrameResult("inference_error", f"estimator returned invalid keypoints {xyz.shape}",
-                               depth_mm=depth, timings_ms=timings)
+                               depth_mm=depth, clock=clock)
         if confidence < self.p["min_confidence"]:
             self._lose_track()
             return FrameResult("no_hand", f"mean confidence {confidence:.2f} < min_confidence "
-                               f"{self.p['min_confidence']:.2f}", depth_mm=depth, timings_ms=timings)
+                               f"{self.p['min_confidence']:.2f}", depth_mm=depth, clock=clock)
 
-        t = time.perf_counter()
-        stamp = conversions.stamp_to_seconds(msg.header.stamp)
-        xyz = self._smooth(xyz, stamp)
-        timings["filter"] = (time.perf_counter() - t) * 1e3
-        self._seed = estimate  # the estimator searches near last frame's hand first
-        uv = cam.xyz_to_uvd(xyz)[:, :2]
-        box = tuple(float(b) for b in estimate.crop_box)
-        at_border = border_problem(estimate.uvd, estimate.com_uvd, cam, msg.width, msg.height)
-        if at_border:
-            state, detail = "hand_at_border", f"{at_border}: the hand is partly out of view"
-        else:
-            state, detail = "tracking", f"mean confidence {confidence:.2f}"
-        # Colour the debug image around the hand: its crop cube in front, the scene behind.
-        hand_d, cube = float(estimate.com_uvd[2]), float(estimate.half_cube_mm)
-        left_probability = getattr(estimate, "left_probability", None)
-        override = self.p["handedness_override"]
-        handedness = getattr(estimate, "handedness", None) if override == "auto" else override
-        return FrameResult(state, detail, xyz_mm=xyz, uv=uv, box=box, depth_mm=depth, timings_ms=timings,
+        with clock("filter"):
+            xyz = self._smooth(xyz, conversions.stamp_to_seconds(msg.header.stamp))
+        with clock("checks"):
+            self._seed = estimate  # the estimator searches near last frame's hand first
+            uv = cam.xyz_to_uvd(xyz)[:, :2]
+            box = tuple(float(b) for b in estimate.crop_box)
+            at_border = border_problem(estimate.uvd, estimate.com_uvd, cam, msg.width, msg.height)
+            if at_border:
+                state, detail = "hand_at_border", f"{at_border}: the hand is partly out of view"
+            else:
+                state, detail = "tracking", f"mean confidence {confidence:.2f}"
+            # Colour the debug image around the hand: its crop cube in front, the scene behind.
+            hand_d, cube = float(estimate.com_uvd[2]), float(estimate.half_cube_mm)
+            left_probability = getattr(estimate, "left_probability", None)
+            override = self.p["handedness_override"]
+            handedness = getattr(estimate, "handedness", None) if override == "auto" else override
+        return FrameResult(state, detail, xyz_mm=xyz, uv=uv, box=box, depth_mm=depth, clock=clock,
                            colour_range=(max(hand_d - cube, 1.0), hand_d + 2 * cube),
                            handedness=handedness, left_probability=left_probability)
 
@@ -455,24 +461,28 @@ class PoseNode:
             self._last_filter_stamp = None
 
     def _publish_pose(self, header, result: FrameResult) -> None:
-        quaternion = conversions.palm_quaternion(result.xyz_mm, self.names)
-        # std_msgs/String has no header: it goes out first, from this one thread, so a
-        # subscriber pairs each PoseArray with the handedness received just before it.
-        self.pub_handedness.publish(conversions.handedness_msg(result.handedness))
-        self._handedness_text = self._describe_handedness(result) or "unknown"
-        self.pub_joints.publish(conversions.keypoints_to_pose_array(result.xyz_mm, header, quaternion, self.names))
-        now = self.node.get_clock().now().nanoseconds * 1e-9
-        self._latency_ms.add((now - conversions.stamp_to_seconds(header.stamp)) * 1e3)
-        self.frames_published += 1
-        self._output_rate.tick()
+        clock = result.clock
+        with clock("joints"):
+            quaternion = conversions.palm_quaternion(result.xyz_mm, self.names)
+            # std_msgs/String has no header: it goes out first, from this one thread, so a
+            # subscriber pairs each PoseArray with the handedness received just before it.
+            self.pub_handedness.publish(conversions.handedness_msg(result.handedness))
+            self._handedness_text = self._describe_handedness(result) or "unknown"
+            self.pub_joints.publish(conversions.keypoints_to_pose_array(result.xyz_mm, header, quaternion, self.names))
+            now = self.node.get_clock().now().nanoseconds * 1e-9
+            self._latency_ms.add((now - conversions.stamp_to_seconds(header.stamp)) * 1e3)
+            self.frames_published += 1
+            self._output_rate.tick()
         # TF and markers are built only while someone listens (they cost about as much as the
         # rest of the node's per-frame work together).
         if self.tf is not None and self.tf.wanted():
-            self.tf.send(conversions.keypoints_to_transforms(result.xyz_mm, header, self.p["frame_prefix"],
-                                                             quaternion, self.names))
+            with clock("tf"):
+                self.tf.send(conversions.keypoints_to_transforms(result.xyz_mm, header, self.p["frame_prefix"],
+                                                                 quaternion, self.names))
         if self.pub_markers is not None and self.pub_markers.get_subscription_count():
-            self.pub_markers.publish(conversions.keypoints_to_markers(result.xyz_mm, header, self.names,
-                                                                      label=self._describe_handedness(result)))
+            with clock("markers"):
+                self.pub_markers.publish(conversions.keypoints_to_markers(
+                    result.xyz_mm, header, self.names, label=self._describe_handedness(result)))
 
     def _describe_handedness(self, result: FrameResult) -> str | None:
         return conversions.handedness_label(result.handedness, result.left_probability,
@@ -505,6 +515,7 @@ class PoseNode:
         return values
 
     def _publish_diagnostics(self) -> None:
+        start, start_cpu = time.perf_counter(), time.thread_time()
         if self._state == "waiting_for_images" and self._camera is None and self._camera_problem:
             self._state, self._detail = "bad_camera_info", self._camera_problem
         level = STATES[self._state][0]
@@ -512,6 +523,7 @@ class PoseNode:
         self.pub_diagnostics.publish(conversions.diagnostic_array(
             self.node.get_clock().now().to_msg(), f"{self.node.get_name()}: hand pose estimation",
             self.node.get_name(), level, message, self.diagnostics_values()))
+        self.last_diagnostics_ms = ((time.perf_counter() - start) * 1e3, (time.thread_time() - start_cpu) * 1e3)
 
     # ------------------------------------------------------------ shutdown
     def stop(self) -> None:

@@ -6,10 +6,12 @@
 - RateMeter: events per second over a sliding time window.
 - Window: the last N samples of a number, with mean and percentiles.
 - OrderedStamps: output stamps that never go backwards.
+- StepClock: wall and thread CPU time of the named steps of one frame.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
 from typing import Any
@@ -143,6 +145,33 @@ class OrderedStamps:
             self.clock_resets += 1
         self.last_ns = stamp_ns
         return stamp_ns
+
+
+class StepClock:
+    """Wall time (perf_counter) and the calling thread's CPU time (thread_time) of the named
+    steps of one frame, in ms; a step timed twice adds up. CPU time is what a loaded machine
+    does not inflate by making the thread wait.
+
+        clock = StepClock()
+        with clock("decode"):
+            ...
+    """
+
+    def __init__(self):
+        self.wall_ms: dict[str, float] = {}
+        self.cpu_ms: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            self.add(name, (time.perf_counter() - wall) * 1e3, (time.thread_time() - cpu) * 1e3)
+
+    def add(self, name: str, wall_ms: float, cpu_ms: float) -> None:
+        self.wall_ms[name] = self.wall_ms.get(name, 0.0) + wall_ms
+        self.cpu_ms[name] = self.cpu_ms.get(name, 0.0) + cpu_ms
 
 
 def percentiles(values, qs=(50, 99)) -> dict[int, float]:
