@@ -45,6 +45,8 @@ NEAR_MM, FAR_MM = 150.0, 300.0
 # 3D panel: a cube of this many mm fills the panel; the view turns this far from the camera.
 VIEW_SPAN_MM = 280.0
 AZIMUTH_DEG, ELEVATION_DEG = 35.0, 22.0
+GRID_MM = 50.0
+MAX_RANGE_MM = 10_000.0       # keypoints farther out are ignored for centring (a broken estimate)
 CENTRE_SMOOTHING_FRAMES = 7   # moving average of the hand centre: the crop and 3D view do not jitter
 
 BACKGROUND = (24, 26, 32)
@@ -89,6 +91,9 @@ def _checked(frames: Sequence[ViewFrame]) -> list[ViewFrame]:
     for i, frame in enumerate(frames):
         if not isinstance(frame, ViewFrame):
             raise ValueError(f"frame {i}: expected a ViewFrame, got {type(frame).__name__}")
+        if not isinstance(frame.intrinsics, Intrinsics):
+            raise ValueError(f"frame {i}: intrinsics must be a hand_pose_ros.camera.Intrinsics, "
+                             f"got {type(frame.intrinsics).__name__}")
         depth = frame.depth_mm
         if depth is not None:
             depth = np.asarray(depth, dtype=np.float32)
@@ -138,8 +143,12 @@ class _View:
         return uv, local[:, 2]
 
 
+_FAR_PX = 1e5  # beyond this a point is off any panel (and too big for Pillow's integer coordinates)
+
+
 def _finite(*points) -> bool:
-    return all(np.isfinite(p).all() for p in points)
+    """Drawable: finite and within reach of the panel."""
+    return all(np.isfinite(p).all() and np.abs(p).max() < _FAR_PX for p in map(np.asarray, points))
 
 
 class _Painter:
@@ -149,15 +158,15 @@ class _Painter:
         self.items = []
 
     def segment(self, a, b, near: float, colour, width: float, outline=None, outline_px: float = 0.0) -> None:
-        if _finite(a, b, near):
+        if _finite(a, b) and math.isfinite(near):
             self.items.append((near, 0, (tuple(a), tuple(b), colour, width, outline, outline_px)))
 
     def disc(self, centre, near: float, colour, radius: float, outline=None) -> None:
-        if _finite(centre, near):
+        if _finite(centre) and math.isfinite(near):
             self.items.append((near, 1, (tuple(centre), colour, radius, outline)))
 
     def polygon(self, points, near: float, colour) -> None:
-        if len(points) >= 3 and _finite(points, near):
+        if len(points) >= 3 and _finite(points) and math.isfinite(near):
             self.items.append((near, -1, ([tuple(p) for p in points], colour)))
 
     def paint(self, draw) -> None:
@@ -214,12 +223,13 @@ def _label(draw, xy, text: str, colour=TEXT, size: int = 13, anchor: str = "la")
 
 # ---------------------------------------------------------------- hand centre over time
 def _hand_points(frame: ViewFrame) -> np.ndarray | None:
-    """The finite keypoints the views centre on: the estimate, else the truth."""
+    """The plausible keypoints the views centre on: the estimate's, else the truth's."""
     for points in (frame.keypoints_mm, frame.truth_mm):
         if points is not None:
-            finite = points[np.isfinite(points).all(axis=1) & (points[:, 2] > 1.0)]
-            if len(finite):
-                return finite
+            with np.errstate(invalid="ignore"):
+                plausible = (np.abs(points) < MAX_RANGE_MM).all(axis=1) & (points[:, 2] > 1.0)
+            if plausible.any():
+                return points[plausible]
     return None
 
 
@@ -339,8 +349,8 @@ def hand_3d_panel(frame: ViewFrame, centre_mm: np.ndarray | None, size: int = PA
     view = _camera_view(centre, size)
     painter = _Painter()
     floor_y = centre[1] + 0.36 * VIEW_SPAN_MM   # below the hand (camera y points down)
-    half = 0.5 * VIEW_SPAN_MM
-    ticks = np.linspace(-half, half, 7)
+    half = GRID_MM * round(0.5 * VIEW_SPAN_MM / GRID_MM)   # whole grid squares
+    ticks = np.arange(-half, half + 1e-6, GRID_MM)
     for t in ticks:  # a floor grid in x-z under the hand
         for a, b in (((centre[0] + t, floor_y, centre[2] - half), (centre[0] + t, floor_y, centre[2] + half)),
                      ((centre[0] - half, floor_y, centre[2] + t), (centre[0] + half, floor_y, centre[2] + t))):
@@ -367,7 +377,7 @@ def hand_3d_panel(frame: ViewFrame, centre_mm: np.ndarray | None, size: int = PA
                 painter.disc(uv[j], nearness[j] + 0.02, JOINT_RGB[j], 3.5, outline=(0, 0, 0))
     painter.paint(draw)
     _label(draw, (8, 6), "3D hand (camera frame)")
-    _label(draw, (size - 8, 6), f"grid {VIEW_SPAN_MM / 6:.0f} mm", DIM_TEXT, 11, "ra")
+    _label(draw, (size - 8, 6), f"grid {GRID_MM:.0f} mm", DIM_TEXT, 11, "ra")
     if frame.keypoints_mm is None:
         _label(draw, (8, size - 8), "no hand" + (" (truth only)" if frame.truth_mm is not None else ""),
                WARNING, 13, "ld")
@@ -492,8 +502,8 @@ class RobotHandView:
             painter.segment(uv[a], uv[b], near, _shade(colour, factor * (0.85 + 2.0 * near)), width,
                             outline=(10, 10, 12), outline_px=1)
         for k, (finger, _) in enumerate(self.tips):
-            painter.disc(tip_uv[k], tip_near[k] + 1.0, (255, 255, 255), 0.45 * width + 1,
-                         outline=_shade(FINGER_RGB.get(finger, FINGER_RGB["palm"]), 1.0))
+            painter.disc(tip_uv[k], tip_near[k] + 1.0, _shade((255, 255, 255), factor), 0.45 * width + 1,
+                         outline=_shade(FINGER_RGB.get(finger, FINGER_RGB["palm"]), factor))
         painter.paint(draw)
         if not commanded:
             notes = ["no command (safe pose shown)"]
