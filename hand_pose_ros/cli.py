@@ -22,6 +22,8 @@ COMMANDS = {
     "bench": ("hand_pose_ros.inference.bench", "benchmark backends and the per-frame pipeline"),
     "run": ("hand_pose_ros.ros.run", "start the nodes of pose.launch.py from Python (no ros2 launch)"),
     "demo": ("hand_pose_ros.ros.demo", "the main job: synthetic camera -> pose -> retarget, report"),
+    "record": ("hand_pose_ros.ros.record", "record a session (depth, CameraInfo, keypoints, commands) to MCAP"),
+    "replay": ("hand_pose_ros.ros.replay", "publish a recorded session again (recorded rate, --rate, --loop)"),
     "check-hand": ("hand_pose_ros.retarget.check_hand",
                    "check a robot hand spec against a URDF (frames, limits, joint motion, poses)"),
 }

@@ -5,6 +5,7 @@
   hand-pose eval run   --model M.pt --dataset nyu --root PATH -o RESULT.txt [--json]
   hand-pose eval run   --model M.onnx --dataset png --root ../shared/data/real/nyu --encoding nyu_rgb \
                        --camera nyu --json        (real PNG frames; see data/readers/png_folder.py)
+  hand-pose eval bag   session.mcap [--model M] [--json]    (a recording of hand-pose record; see bag.py)
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def _add_intrinsics_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="eval_command", metavar="{score,plot,run}")
+    sub = parser.add_subparsers(dest="eval_command", metavar="{score,plot,run,bag}")
     sub.required = True
 
     p = sub.add_parser("score", help="score community-format result files against ground truth")
@@ -91,9 +92,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "that predicts every labelled joint)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
+    from .bag import add_bag_arguments
+    add_bag_arguments(sub)
+
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.eval_command == "bag":
+            from .bag import run_bag
+            return run_bag(args)
         if args.eval_command == "run":
             from .run_model import run_command
             return run_command(args)
