@@ -2,6 +2,7 @@
 three distinct panels, a robot panel that follows the joint commands (and agrees with the
 spec's own forward kinematics), frames with missing or broken data, and bad input."""
 import math
+import os
 import shutil
 
 import numpy as np
@@ -155,10 +156,12 @@ def test_missing_and_broken_data_still_render():
     assert all(image.shape == images[0].shape for image in images)
     # "no command" shows the safe pose, partly commanded joints keep theirs.
     view = sv.robot_hand_view("leap")
-    q, notes = view.command_values(good.joint_names, nan_command)
+    q, notes, given = view.command_values(good.joint_names, nan_command)
     np.testing.assert_array_equal(q[::3], spec.safe_pose[::3])
-    assert any("not commanded" in n for n in notes)
-    assert view.command_values(None, None)[1] == ["no command"]
+    np.testing.assert_array_equal(q[1::3], nan_command[1::3])
+    assert given == np.isfinite(nan_command).sum() and any("not commanded" in n for n in notes)
+    assert view.command_values(None, None)[1:] == (["no command"], 0)
+    assert view.command_values(["nonsense"], np.array([1.0]))[2] == 0
 
 
 def test_a_hand_without_urdf_renders_a_note(tmp_path):
@@ -216,6 +219,20 @@ def test_an_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_animation(make_frames(("open",)), tmp_path / "view.gif", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mp4_frames_are_piped_to_ffmpeg(tmp_path, monkeypatch):
+    # A stand-in ffmpeg that stores what it is given: the raw frames on stdin, to the last argument.
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "ffmpeg").write_text('#!/bin/sh\nfor last; do :; done\ncat > "$last"\n')
+    (tools / "ffmpeg").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ.get('PATH', '')}")
+    out = tmp_path / "out"
+    path = write_animation(make_frames(), out / "view.mp4", progress=False)
+    height, width = sv.TITLE_PX + sv.PANEL_PX, 3 * sv.PANEL_PX
+    assert path.stat().st_size == 4 * (height - height % 2) * (width - width % 2) * 3
+    assert [p.name for p in out.iterdir()] == ["view.mp4"]
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="no ffmpeg executable on PATH (MP4 needs it)")

@@ -46,7 +46,7 @@ NEAR_MM, FAR_MM = 150.0, 300.0
 VIEW_SPAN_MM = 280.0
 AZIMUTH_DEG, ELEVATION_DEG = 35.0, 22.0
 GRID_MM = 50.0
-MAX_RANGE_MM = 10_000.0       # keypoints farther out are ignored for centring (a broken estimate)
+MAX_RANGE_MM = 10_000.0       # keypoints farther out (or not in front of the camera) count as missing
 CENTRE_SMOOTHING_FRAMES = 7   # moving average of the hand centre: the crop and 3D view do not jitter
 
 BACKGROUND = (24, 26, 32)
@@ -76,11 +76,14 @@ class ViewFrame:
 def _keypoint_array(value, what: str, index: int) -> np.ndarray | None:
     if value is None:
         return None
-    array = np.asarray(value, dtype=np.float64)
+    array = np.array(value, dtype=np.float64)  # a copy: missing points become NaN here
     if array.shape != (len(keypoints.CANONICAL), 3):
         raise ValueError(f"frame {index}: {what} must be [{len(keypoints.CANONICAL)}, 3] (mm, "
                          f"keypoints.CANONICAL order), got shape {array.shape}")
-    return array if np.isfinite(array).any() else None
+    with np.errstate(invalid="ignore"):
+        implausible = ~((np.abs(array) < MAX_RANGE_MM).all(axis=1) & (array[:, 2] > 1.0))
+    array[implausible] = np.nan   # behind the camera, beyond any sensor, NaN: missing, not drawn
+    return None if implausible.all() else array
 
 
 def _checked(frames: Sequence[ViewFrame]) -> list[ViewFrame]:
@@ -223,13 +226,12 @@ def _label(draw, xy, text: str, colour=TEXT, size: int = 13, anchor: str = "la")
 
 # ---------------------------------------------------------------- hand centre over time
 def _hand_points(frame: ViewFrame) -> np.ndarray | None:
-    """The plausible keypoints the views centre on: the estimate's, else the truth's."""
+    """The finite keypoints the views centre on: the estimate's, else the truth's."""
     for points in (frame.keypoints_mm, frame.truth_mm):
         if points is not None:
-            with np.errstate(invalid="ignore"):
-                plausible = (np.abs(points) < MAX_RANGE_MM).all(axis=1) & (points[:, 2] > 1.0)
-            if plausible.any():
-                return points[plausible]
+            finite = points[np.isfinite(points).all(axis=1)]
+            if len(finite):
+                return finite
     return None
 
 
@@ -324,8 +326,10 @@ def depth_panel(frame: ViewFrame, centre_mm: np.ndarray | None, size: int = PANE
     error = _mean_error_mm(frame)
     if error is not None:
         notes.append((f"error {error:.1f} mm", TEXT))
-    legend = "estimate: colour" + (", truth: white" if frame.truth_mm is not None else "")
-    notes.append((legend, DIM_TEXT))
+    legend = [text for text, shown in (("estimate: colour", frame.keypoints_mm is not None),
+                                       ("truth: white", frame.truth_mm is not None)) if shown]
+    if legend:
+        notes.append((", ".join(legend), DIM_TEXT))
     for k, (text, colour) in enumerate(reversed(notes)):
         _label(draw, (8, size - 8 - 17 * k), text, colour, 13, "ld")
     return image
@@ -429,17 +433,18 @@ class RobotHandView:
         self.view = _View(np.array([0.3, 0.5, -1.0]), np.array([1.0, 0.0, 0.0]), self.centre,
                           0.44 * size / reach, size)
 
-    def command_values(self, names, positions) -> tuple[np.ndarray, list[str]]:
-        """Spec-ordered angles from a command (names may be spec or URDF joint names; no names:
-        spec order). Joints it lacks or gives as NaN stay at their safe pose. Also notes."""
+    def command_values(self, names, positions) -> tuple[np.ndarray, list[str], int]:
+        """(spec-ordered angles, notes, how many joints the command set) from a command (names
+        may be spec or URDF joint names; no names: spec order). Joints it lacks or gives as
+        NaN stay at their safe pose."""
         spec = self.spec
         q = spec.safe_pose.copy()
         notes = []
         if positions is None:
-            return q, ["no command"]
+            return q, ["no command"], 0
         if names is None:
             if len(positions) != len(spec.joints):
-                return q, [f"command has {len(positions)} values, {spec.name} has {len(spec.joints)} joints"]
+                return q, [f"command has {len(positions)} values, {spec.name} has {len(spec.joints)} joints"], 0
             names = list(spec.joint_names)
         index = {n: i for i, n in enumerate(spec.joint_names)}
         index.update({self.binding.joint_names[n]: i for n, i in list(index.items())})
@@ -450,10 +455,10 @@ class RobotHandView:
                 q[index[name]] = value
                 given += 1
         if unknown:
-            notes.append(f"{len(unknown)} unknown joint names (e.g. {unknown[0]!r})")
+            notes.append(f"{len(unknown)} unknown joint name{'s' if len(unknown) > 1 else ''} ({unknown[0]!r})")
         if given < len(spec.joints):
-            notes.append(f"{len(spec.joints) - given} of {len(spec.joints)} joints not commanded (safe pose)")
-        return q, notes
+            notes.append(f"{len(spec.joints) - given}/{len(spec.joints)} joints not commanded: safe pose")
+        return q, notes, given
 
     def positions(self, q) -> dict:
         """{'links': [L, 3] link origins, 'tips': [F, 3] fingertip points}, hand frame, metres."""
@@ -478,8 +483,8 @@ class RobotHandView:
             _label(draw, (size / 2, size / 2), f"{self.spec.name}: no URDF", WARNING, 15, "mm")
             _label(draw, (size / 2, size / 2 + 20), f"({self.spec.source.name} names none)", DIM_TEXT, 12, "mm")
             return image
-        q, notes = self.command_values(names, positions)
-        commanded = positions is not None
+        q, notes, given = self.command_values(names, positions)
+        commanded = given > 0
         world = self.positions(q)
         uv, nearness = self.view.project(world["links"])
         tip_uv, tip_near = self.view.project(world["tips"])
@@ -505,11 +510,11 @@ class RobotHandView:
             painter.disc(tip_uv[k], tip_near[k] + 1.0, _shade((255, 255, 255), factor), 0.45 * width + 1,
                          outline=_shade(FINGER_RGB.get(finger, FINGER_RGB["palm"]), factor))
         painter.paint(draw)
-        if not commanded:
+        if positions is None:
             notes = ["no command (safe pose shown)"]
         for k, text in enumerate(reversed(notes)):
             _label(draw, (8, size - 8 - 17 * k), text, WARNING, 13, "ld")
-        _label(draw, (size - 8, size - 8), "fingertips: white", DIM_TEXT, 11, "rd")
+        _label(draw, (size - 8, 24), "fingertips: white", DIM_TEXT, 11, "ra")
         return image
 
 
