@@ -259,3 +259,5 @@ def test_frames_from_streams_matches_by_stamp():
     assert frames[1].keypoints_mm is None and frames[0].truth_mm is None
     np.testing.assert_array_equal(frames[2].keypoints_mm, truth + 1.0)
     assert sv.frames_from_streams({ns: depth}, CAM, {})[0].joint_positions is None
+    converted = sv.frames_from_streams({ns: "message"}, CAM, {}, depth_of=lambda message: depth)
+    np.testing.assert_array_equal(converted[0].depth_mm, depth)

@@ -19,7 +19,6 @@ import math
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -108,7 +107,10 @@ def _checked(frames: Sequence[ViewFrame]) -> list[ViewFrame]:
         names = None if frame.joint_names is None else [str(n) for n in frame.joint_names]
         if names is not None and positions is not None and len(names) != len(positions):
             raise ValueError(f"frame {i}: {len(names)} joint names but {len(positions)} joint positions")
-        stamp = float(frame.stamp_s) if frame.stamp_s is not None else math.nan
+        try:
+            stamp = float(frame.stamp_s) if frame.stamp_s is not None else math.nan
+        except (TypeError, ValueError):
+            raise ValueError(f"frame {i}: stamp_s must be a number of seconds, got {frame.stamp_s!r}") from None
         out.append(ViewFrame(depth, frame.intrinsics, _keypoint_array(frame.keypoints_mm, "keypoints_mm", i),
                              _keypoint_array(frame.truth_mm, "truth_mm", i), names, positions, stamp))
     return out
@@ -404,7 +406,7 @@ class RobotHandView:
         if self.binding is None:
             return
         urdf = self.binding.urdf
-        self.joints = [j for j in urdf.joints.values()]
+        self.joints = list(urdf.joints.values())
         group_of_joint = {self.binding.joint_names[j.name]: j.group for j in spec.joints}
         children = {}
         for joint in self.joints:
@@ -417,9 +419,9 @@ class RobotHandView:
                 group = group_of_joint.get(joint.name, self.group[link])
                 self.group[joint.child] = "palm" if group == "wrist" else group
                 stack.append(joint.child)
-        optimization = spec.optimization
-        if optimization is not None and all(name in self.binding.links for name in optimization.fingertip_links.values()):
-            self.tips = [(finger, self.binding.links[name]) for finger, name in optimization.fingertip_links.items()]
+        tip_links = spec.optimization.fingertip_links if spec.optimization is not None else {}
+        if tip_links and all(name in self.binding.links for name in tip_links.values()):
+            self.tips = [(finger, self.binding.links[name]) for finger, name in tip_links.items()]
         else:
             self.tips = [(self.group[link], (link, np.zeros(3))) for link in urdf.links if link not in children]
         # Fingers are farthest out when straight: the zero pose bounds every pose's drawing.
@@ -549,11 +551,12 @@ def robot_hand_view(robot_hand: str = DEFAULT_ROBOT_HAND, size: int = PANEL_PX) 
 def render_frames(frames: Sequence[ViewFrame], robot_hand: str = DEFAULT_ROBOT_HAND, title: str = "",
                   fps: float = 10.0, progress: bool = True, size: int = PANEL_PX) -> list[np.ndarray]:
     """Each frame as an RGB array [TITLE_PX + size, 3 * size, 3] (depth | 3D hand | robot),
-    after subsampling to MAX_SECONDS at fps."""
+    after subsampling to MAX_SECONDS at fps (only the frames kept are checked)."""
     from PIL import Image, ImageDraw
     from tqdm import tqdm
 
-    frames = subsample(_checked(frames), fps)
+    # Subsample first: checking copies arrays, and only the frames shown need it.
+    frames = _checked(subsample(frames if frames is not None else [], fps))
     robot = robot_hand_view(robot_hand, size)
     centres = _smoothed_centres(frames)
     stamps = [f.stamp_s for f in frames if math.isfinite(f.stamp_s)]
@@ -588,11 +591,16 @@ def _write_gif(images: list[np.ndarray], path: Path, fps: float) -> None:
                    duration=max(20, int(round(1000.0 / fps))), loop=0, optimize=False, disposal=1)
 
 
-def _write_mp4(images: list[np.ndarray], path: Path, fps: float) -> None:
+def _ffmpeg(path: Path) -> str:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise RuntimeError(f"cannot write {path}: MP4 needs an `ffmpeg` executable on PATH and there is none; "
                            "write a .gif instead")
+    return ffmpeg
+
+
+def _write_mp4(images: list[np.ndarray], path: Path, fps: float) -> None:
+    ffmpeg = _ffmpeg(path)
     height, width = images[0].shape[:2]
     even_h, even_w = height - height % 2, width - width % 2   # H.264 with yuv420p needs even sizes
     command = [ffmpeg, "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
@@ -620,34 +628,37 @@ def write_animation(frames: Sequence[ViewFrame], path, robot_hand: str = DEFAULT
     if suffix not in SUFFIXES:
         raise ValueError(f"cannot write {path}: unsupported file type {path.suffix or '(none)'!r}; "
                          f"use one of {', '.join(SUFFIXES)}")
-    if suffix == ".mp4" and shutil.which("ffmpeg") is None:
-        raise RuntimeError(f"cannot write {path}: MP4 needs an `ffmpeg` executable on PATH and there is none; "
-                           "write a .gif instead")
+    if suffix == ".mp4":
+        _ffmpeg(path)   # before the rendering, not after
     if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps!r}")
     images = render_frames(frames, robot_hand, title, fps, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{suffix}", dir=path.parent)
-    os.close(handle)
+    # Hidden name beside the target (same file system: the rename is atomic), created by the
+    # writer with the usual permissions.
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.part{suffix}")
     try:
-        (_write_gif if suffix == ".gif" else _write_mp4)(images, Path(temporary), fps)
+        (_write_gif if suffix == ".gif" else _write_mp4)(images, temporary, fps)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return path
 
 
 # ---------------------------------------------------------------- live collection (hand-pose demo)
 def frames_from_streams(depth_mm: dict, intrinsics: Intrinsics, keypoints_mm: dict, truth_mm: dict | None = None,
-                        commands: dict | None = None, command_slack_ns: int = 1_000_000) -> list[ViewFrame]:
+                        commands: dict | None = None, command_slack_ns: int = 1_000_000,
+                        depth_of=None) -> list[ViewFrame]:
     """ViewFrames from what a live subscriber collected, keyed by stamp in nanoseconds
     (conversions.stamp_key): one per depth frame, in stamp order.
 
     depth_mm: {stamp: [H, W] mm}; keypoints_mm / truth_mm: {stamp: [21, 3] mm} (matched
     exactly by stamp; a missing one is None); commands: {stamp: (joint names, positions)},
     each frame taking the newest command stamped at or before its own stamp plus
-    command_slack_ns (the retarget node may bump a stamp by a few ns to keep them increasing)."""
+    command_slack_ns (the retarget node may bump a stamp by a few ns to keep them increasing).
+    depth_of: turns a depth_mm value into [H, W] mm (e.g. conversions.image_msg_to_depth_mm,
+    so a dict of sensor_msgs/Image can be passed as it was collected)."""
     truth_mm = truth_mm or {}
     commands = commands or {}
     command_stamps = np.array(sorted(commands), dtype=np.int64)
@@ -659,6 +670,7 @@ def frames_from_streams(depth_mm: dict, intrinsics: Intrinsics, keypoints_mm: di
             if k >= 0:
                 names, positions = commands[int(command_stamps[k])]
                 names, positions = list(names), np.asarray(positions, dtype=np.float64)
-        frames.append(ViewFrame(np.asarray(depth_mm[stamp], dtype=np.float32), intrinsics,
+        depth = depth_mm[stamp] if depth_of is None else depth_of(depth_mm[stamp])
+        frames.append(ViewFrame(np.asarray(depth, dtype=np.float32), intrinsics,
                                 keypoints_mm.get(stamp), truth_mm.get(stamp), names, positions, stamp * 1e-9))
     return frames
