@@ -10,8 +10,13 @@ panels side by side,
      coloured by finger, fingertips marked, from a fixed view.
 
 Written as an animated GIF (Pillow) or, where an `ffmpeg` executable is on PATH, an MP4.
-Drawing is Pillow only (no matplotlib, no display): a few ms per frame. Frames with no
-estimate, no command or NaNs still render, with a note ("no hand", "no command").
+Drawing is Pillow only (no matplotlib, no display): about 20 ms per frame on the 2-core
+development machine. Frames with no estimate, no command or NaNs still render, with a note
+("no hand", "no command").
+
+Use: build one `ViewFrame` per depth frame (from a recording, or live with
+`frames_from_streams`), then `write_animation(frames, "out/session.gif", robot_hand="leap")`.
+`render_frames` gives the same frames as RGB arrays (e.g. for a still in a report).
 """
 from __future__ import annotations
 
@@ -41,7 +46,8 @@ SUFFIXES = (".gif", ".mp4")
 # colours span the hand's depth -NEAR_MM .. +FAR_MM (contrast on the hand, background dark).
 CROP_HALF_MM = 170.0
 NEAR_MM, FAR_MM = 150.0, 300.0
-# 3D panel: a cube of this many mm fills the panel; the view turns this far from the camera.
+# 3D panel: a cube of this many mm fills the panel; the eye sits this far right of and above
+# the camera's line of sight (enough parallax to read depth, close enough to match panel 1).
 VIEW_SPAN_MM = 280.0
 AZIMUTH_DEG, ELEVATION_DEG = 35.0, 22.0
 GRID_MM = 50.0
