@@ -253,7 +253,7 @@ def write_outputs(result: dict, out_dir: Path) -> list[Path]:
         ax.plot(t, error, linewidth=1.5, label=f"offline ({_fmt(result.get('mean_error_mm'))} mm mean)")
         live = np.array([np.nan if r["live_error_mm"] is None else r["live_error_mm"] for r in per_frame])
         if np.isfinite(live).any():
-            ax.plot(t, live, ".", markersize=3, alpha=0.7,
+            ax.plot(t, live, "o", markersize=4, alpha=0.8,
                     label=f"live pose node ({_fmt(result.get('live_mean_error_mm'))} mm mean)")
         ax.set_ylabel("mean keypoint error (mm)")
         ax.set_ylim(bottom=0)

@@ -70,6 +70,7 @@ class Recorder:
         self.depth_topic = depth_topic
         self.recording = start_on is None
         self.started_at = time.monotonic() if self.recording else None
+        self.stopped_at: float | None = None
         self._start_on = start_on
         self._lock = threading.Lock()
         self._subscriptions = {}
@@ -95,7 +96,7 @@ class Recorder:
     def _writer_for(self, topic: str):
         def on_message(data: bytes) -> None:
             if not self.recording:
-                if topic != self._start_on:
+                if topic != self._start_on or self.stopped_at is not None:
                     return
                 self.start()
             with self._lock:
@@ -104,12 +105,15 @@ class Recorder:
         return on_message
 
     def start(self) -> None:
-        if not self.recording:
+        if not self.recording and self.stopped_at is None:
             self.started_at = time.monotonic()
             self.recording = True
 
     def stop(self) -> None:
+        """End the recording for good (a later start_on message does not restart it)."""
         with self._lock:
+            if self.stopped_at is None:
+                self.stopped_at = time.monotonic()
             self.recording = False
 
     @property
@@ -117,7 +121,8 @@ class Recorder:
         return self.writer.count(self.depth_topic)
 
     def progress(self) -> dict:
-        elapsed = time.monotonic() - self.started_at if self.started_at else 0.0
+        end = self.stopped_at or time.monotonic()
+        elapsed = end - self.started_at if self.started_at else 0.0
         return {"frames": self.frames, "messages": self.writer.messages, "megabytes": self.writer.bytes_written / 1e6,
                 "seconds": elapsed, "fps": self.frames / elapsed if elapsed > 0 else 0.0}
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from ..data.session_file import (CAMERA_INFO_TYPE, IMAGE_TYPE, SessionFile, SessionFileError, input_topics,
                                  resolve_topics)
 from . import launch_plan
-from .session_ros import message_class, publisher_profile
+from .session_ros import message_class, publisher_profile, quiet_publisher_events
 
 POSE_NODE_NAME = "hand_pose"
 DIAGNOSE_EVERY_S = 2.0
@@ -115,7 +115,8 @@ class Replayer:
             info = session.require(topic)
             self.classes[topic] = message_class(info.type_name)
             self.publishers[topic] = node.create_publisher(self.classes[topic], rename.get(topic, topic),
-                                                           publisher_profile(info.qos))
+                                                           publisher_profile(info.qos),
+                                                           event_callbacks=quiet_publisher_events())
         self.pose_node_state: str | None = None
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
@@ -137,9 +138,17 @@ class Replayer:
                 subscriptions = {topic: list(types) for topic, types in found}
                 break
         return GraphView(self.out_name(self.depth_topic), self.out_name(self.camera_info_topic),
-                         depth_pub.get_subscription_count() if depth_pub else 0,
-                         info_pub.get_subscription_count() if info_pub else 0,
+                         self._others_subscribed(depth_pub), self._others_subscribed(info_pub),
                          subscriptions, self.pose_node_state)
+
+    def _others_subscribed(self, publisher) -> int:
+        """Subscribers of a publisher's topic other than this process's own node (the
+        monitor on it counts input frames)."""
+        if publisher is None:
+            return 0
+        own = self.node.get_name()
+        return sum(1 for info in self.node.get_subscriptions_info_by_topic(publisher.topic_name)
+                   if info.node_name != own)
 
     def publish(self, topic: str, data: bytes, stamp_offset_ns: int) -> None:
         if not stamp_offset_ns:

@@ -52,3 +52,15 @@ def publisher_profile(offers: list[QosOffer], depth: int = 10):
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth),
                       reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+
+
+def quiet_publisher_events():
+    """Publisher event callbacks that ignore 'incompatible QoS': a replay publisher offers
+    the recorded QoS, and latched twins of subscriptions (the pose node's CameraInfo) are
+    expected not to match it."""
+    try:
+        from rclpy.event_handler import PublisherEventCallbacks
+    except ImportError:  # Humble
+        from rclpy.qos_event import PublisherEventCallbacks
+
+    return PublisherEventCallbacks(incompatible_qos=lambda event: None)
