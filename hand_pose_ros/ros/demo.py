@@ -7,6 +7,8 @@ retargeting node for ~15 s on this machine, then a report in out/demo/:
                             per-frame timing breakdown
   frame.png                 one depth frame with the estimated skeleton (and the ground truth)
   hand_3d.png               the same frame's keypoints in 3D (matplotlib)
+  session.mcap              the recording of the measuring window (`hand-pose replay` it)
+  session.gif               the session view from it (depth + skeleton, 3D hand, robot hand)
 
 Uses the shipped model (models/srnet_synthetic.onnx). When it is not there yet, says so
 loudly and uses a randomly initialised SRNet instead: the pipeline and timings are real,
@@ -29,6 +31,7 @@ import numpy as np
 from .. import keypoints
 from . import launch_plan
 from .params import resolve_share_path, share_dir
+from .record import SessionCapture
 from .run import _fmt, install_stop_signals, json_safe, run_pipeline
 
 SHIPPED_MODEL = "models/srnet_synthetic.onnx"
@@ -240,6 +243,11 @@ def report_markdown(r: dict) -> str:
                   "debug image are built only while subscribed (none during the demo).", ""]
     if r.get("images"):
         lines += [f"![{name}]({name})" for name in r["images"]] + [""]
+    if r.get("session"):
+        lines += [f"Recording of the measuring window: `{r['session']}` ({r.get('session_frames')} depth frames, "
+                  f"{r.get('session_megabytes')} MB). Replay it with `{r['replay_command']}`.", ""]
+    if r.get("animation"):
+        lines += [f"![session view]({r['animation']})", ""]
     for e in r.get("errors", []):
         lines.append(f"- error: {e}")
     return "\n".join(lines) + "\n"
@@ -265,9 +273,22 @@ def run(args) -> int:
             launch_args["retarget"] = "false"
 
     snapshot: list[Snapshot] = []
+    capture = SessionCapture(out_dir, launch_args)   # out/demo/session.mcap + session.gif
+
+    def watch(node):
+        capture.attach(node)
+        snapshot.append(Snapshot(node))
+        return snapshot[0]
+
+    def after_window(snap):
+        capture.stop()
+        snap.capture(launch_args)
+
     result = run_pipeline(launch_args, args.duration, args.startup_timeout, log=_log,
-                          extra=lambda node: snapshot.append(Snapshot(node)) or snapshot[0],
-                          after_window=lambda snap: snap.capture(launch_args))
+                          extra=watch, after_window=after_window)
+    recorded = capture.finish()
+    result["errors"] += recorded.pop("errors")
+    result.update(recorded)
     card = model_card(model)
     result.update({
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -294,6 +315,8 @@ def run(args) -> int:
     else:
         print(markdown)
         print(f"(written to {out_dir / 'report.md'} and report.json)")
+    if result.get("replay_command"):
+        _log(f"[demo] replay the recording with: {result['replay_command']}")
     if is_random:
         _log(f"\n{BANNER}\n[demo] REMINDER: this ran a RANDOMLY INITIALISED model ({SHIPPED_MODEL} is missing).\n{BANNER}")
     return 0 if result["ok"] else 1

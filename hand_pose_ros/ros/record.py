@@ -283,3 +283,55 @@ def run(args) -> int:
     for e in summary["errors"]:
         _log(f"[record] error: {e}")
     return 0 if recorder.frames and not summary["errors"] else 1
+
+
+# ---------------------------------------------------------------- inside hand-pose demo
+class SessionCapture:
+    """The demo's recording: OUT/session.mcap of the measuring window (from the first
+    keypoints to the end of the window), then OUT/session.gif from it.
+
+        capture = SessionCapture(out_dir, launch_args)
+        run_pipeline(..., extra=lambda node: capture.attach(node), after_window=... capture.stop())
+        report.update(capture.finish())
+    """
+
+    def __init__(self, out_dir, launch_args: dict, name: str = "session"):
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / f"{name}.mcap"
+        self.animation_path = self.out_dir / f"{name}.gif"
+        self.launch_args = launch_args
+        self.topics = session_topics(launch_args["depth_topic"], launch_args["camera_info_topic"])
+        self.writer = SessionWriter(self.path, metadata={
+            "recorded_with": "hand-pose demo", "synthetic": "true", "robot_hand": launch_args["robot_hand"],
+            "model": launch_args["model"], "retarget": launch_args["retarget"]})
+        self.recorder: Recorder | None = None
+
+    def attach(self, node) -> Recorder:
+        self.recorder = Recorder(node, self.writer, self.topics, self.launch_args["depth_topic"],
+                                 start_on=launch_plan.JOINTS_TOPIC)
+        return self.recorder
+
+    def stop(self) -> None:
+        if self.recorder is not None:
+            self.recorder.stop()
+
+    def finish(self, log=_log) -> dict:
+        """Close the file and write the animation. Returns the report's entries: session,
+        session_frames, session_megabytes, animation, replay_command, errors."""
+        self.stop()
+        out: dict = {"errors": []}
+        try:
+            path = self.writer.close()
+        except (SessionFileError, OSError) as e:
+            out["errors"].append(f"recording: {e}")
+            return out
+        out.update(session=path.name, session_frames=self.writer.count(self.launch_args["depth_topic"]),
+                   session_megabytes=round(path.stat().st_size / 1e6, 1),
+                   replay_command=f"hand-pose replay {path}")
+        try:
+            from ..evaluation.bag import animation_from_file
+            out["animation"] = animation_from_file(path, self.animation_path,
+                                                   robot_hand=self.launch_args["robot_hand"], log=log).name
+        except (SessionFileError, ImportError, ValueError, RuntimeError, OSError) as e:
+            out["errors"].append(f"animation: {e}")
+        return out
