@@ -143,10 +143,12 @@ def evaluate(path, model: str | None = None, backend: str = "auto", device: str 
         per_frame, view_frames, scored = [], [], []
         first_stamp = None
         wall_start = time.perf_counter()
-        bar = tqdm(total=total if limit is None else min(total, limit), desc="eval bag", unit="frame",
-                   file=sys.stderr, disable=None)
+        bar = None   # made at the first frame: a file that fails to read prints its one error line only
         try:
             for frame in read_frames(session, topics, limit=limit):
+                if bar is None:
+                    bar = tqdm(total=total if limit is None else min(total, limit), desc="eval bag", unit="frame",
+                               file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 10.0)
                 first_stamp = frame.stamp_ns if first_stamp is None else first_stamp
                 stamp_s = frame.stamp_ns * 1e-9
                 result = tracker.step(frame.depth_mm, frame.intrinsics, stamp_s)
@@ -164,7 +166,8 @@ def evaluate(path, model: str | None = None, backend: str = "auto", device: str 
                                                  frame.truth_mm, frame.joint_names, frame.joint_positions, stamp_s))
                 bar.update(1)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
         wall_s = time.perf_counter() - wall_start
         has_truth = topics.ground_truth is not None
         frames = len(per_frame)
