@@ -302,3 +302,44 @@ def test_replay_diagnoses_a_wrong_camera_name():
     assert diagnose(GraphView(DEPTH, INFO, 0, 0, None)) == []
     waiting = diagnose(GraphView(DEPTH, INFO, 1, 1, None, "waiting_for_camera_info: no CameraInfo on /x yet"))
     assert len(waiting) == 1 and "/x" in waiting[0]
+
+
+# ---------------------------------------------------------------- the demo's recording
+def test_demo_capture_writes_the_session_the_animation_and_the_replay_line(tmp_path):
+    from hand_pose_ros.ros.demo import report_markdown
+    from hand_pose_ros.ros.record import SessionCapture
+
+    launch_args = launch_plan.with_defaults({"use_synthetic_camera": "true", "model": "/m.onnx"})
+    capture = SessionCapture(tmp_path / "demo", launch_args)
+    for topic, type_name in sf.session_topics().items():
+        capture.writer.add_topic(topic, type_name)
+    for k in range(4):
+        ns = T0 + k * 33_000_000
+        capture.writer.write(DEPTH, serialize_message(image(ns, 450)), ns)
+        capture.writer.write(INFO, serialize_message(camera_info(ns)), ns + 1)
+        capture.writer.write(launch_plan.GROUND_TRUTH_TOPIC, serialize_message(pose_array(ns, truth_of(0))), ns + 2)
+        capture.writer.write(launch_plan.JOINTS_TOPIC, serialize_message(pose_array(ns, truth_of(0) + 2.0)), ns + 3)
+    recorded = capture.finish()
+    assert recorded["errors"] == []
+    assert recorded["session"] == "session.mcap" and recorded["session_frames"] == 4
+    assert recorded["animation"] == "session.gif" and (tmp_path / "demo" / "session.gif").stat().st_size > 0
+    assert recorded["replay_command"] == f"hand-pose replay {tmp_path / 'demo' / 'session.mcap'}"
+    with sf.SessionFile(tmp_path / "demo" / "session.mcap") as session:
+        assert session.session_metadata["robot_hand"] == launch_args["robot_hand"]
+    markdown = report_markdown({"date": "d", "machine": "m", "model": "x", "random_model": False, "errors": [],
+                                **recorded})
+    assert recorded["replay_command"] in markdown and "![session view](session.gif)" in markdown
+
+
+def test_restamping_moves_only_the_header_stamp():
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Image
+
+    from hand_pose_ros.ros.replay import restamped_cdr
+
+    original = image(T0 + 999_999_999, 321, noise=True)
+    moved = deserialize_message(restamped_cdr(serialize_message(original), 2_500_000_001), Image)
+    assert (moved.header.stamp.sec, moved.header.stamp.nanosec) == (T0 // 10**9 + 3, 500_000_000)
+    assert bytes(moved.data) == bytes(original.data) and moved.header.frame_id == original.header.frame_id
+    with pytest.raises(sf.SessionFileError, match="encapsulation"):
+        restamped_cdr(b"\x00\x03" + bytes(20), 1)

@@ -20,7 +20,6 @@ stage. Plots (success curve, error and confidence over time) and a per-frame CSV
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys

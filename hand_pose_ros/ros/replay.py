@@ -151,17 +151,34 @@ class Replayer:
                    if info.node_name != own)
 
     def publish(self, topic: str, data: bytes, stamp_offset_ns: int) -> None:
-        if not stamp_offset_ns:
-            self.publishers[topic].publish(data)
-            return
-        from rclpy.serialization import deserialize_message
+        if stamp_offset_ns and self._leads_with_header(topic):
+            data = restamped_cdr(data, stamp_offset_ns)
+        self.publishers[topic].publish(data)
 
-        msg = deserialize_message(data, self.classes[topic])
-        header = getattr(msg, "header", None)
-        if header is not None:
-            stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec + stamp_offset_ns
-            header.stamp.sec, header.stamp.nanosec = divmod(max(0, stamp_ns), 1_000_000_000)
-        self.publishers[topic].publish(msg)
+    def _leads_with_header(self, topic: str) -> bool:
+        fields = list(self.classes[topic].get_fields_and_field_types().items())
+        return bool(fields) and fields[0] == ("header", "std_msgs/Header")
+
+
+# CDR encapsulation kinds whose header fields sit plainly after the 4-byte encapsulation:
+# 0 = big-endian CDR, 1 = little-endian CDR (what ROS 2 middlewares write).
+PLAIN_CDR = {0: ">", 1: "<"}
+
+
+def restamped_cdr(data: bytes, offset_ns: int) -> bytes:
+    """The CDR bytes of a message whose first field is std_msgs/Header, with header.stamp
+    moved by offset_ns: the stamp is the int32 sec and uint32 nanosec right after the
+    encapsulation, so the image payload is never decoded or copied field by field."""
+    import struct
+
+    order = PLAIN_CDR.get(data[1]) if len(data) >= 12 and data[0] == 0 else None
+    if order is None:
+        raise SessionFileError(f"cannot restamp a message with CDR encapsulation {data[:4]!r} (not plain CDR)")
+    sec, nanosec = struct.unpack_from(f"{order}iI", data, 4)
+    stamp_ns = max(0, sec * 1_000_000_000 + nanosec + int(offset_ns))
+    patched = bytearray(data)
+    struct.pack_into(f"{order}iI", patched, 4, *divmod(stamp_ns, 1_000_000_000))
+    return bytes(patched)
 
 
 def _log(message: str) -> None:
