@@ -662,3 +662,34 @@ def test_tensorrt_11_is_refused_and_auto_falls_back(gpu, tiny_onnx, tmp_path, mo
     choice = backends.choose_backend(tiny_onnx)
     assert choice.backend == "onnxruntime" and "TensorRT 11.0.0 is not supported" in choice.reason
     assert not [what for what, _ in gpu.calls]  # nothing of TensorRT was called
+
+
+@pytest.fixture
+def tiny_qdq_onnx(tiny_onnx, tmp_path):
+    """tiny_onnx with a QuantizeLinear / DequantizeLinear pair in front: an explicitly
+    quantised file as inference/quantize.py writes (its scales inside the graph)."""
+    from onnx import TensorProto, helper
+    import onnx
+    model = onnx.load(str(tiny_onnx))
+    graph = model.graph
+    graph.initializer.extend([helper.make_tensor("scale", TensorProto.FLOAT, [], [0.01]),
+                              helper.make_tensor("zero", TensorProto.INT8, [], [0])])
+    quantise = [helper.make_node("QuantizeLinear", [INPUT_NAME, "scale", "zero"], ["q"]),
+                helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["dq"])]
+    for node in graph.node:
+        node.input[0] = "dq"
+    nodes = quantise + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    path = tmp_path / "tiny.int8.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("asked", ["int8", "fp16"])
+def test_qdq_file_builds_in_int8_without_a_calibrator(gpu, tiny_qdq_onnx, tmp_path, asked):
+    backend = backends.create_backend("tensorrt", tiny_qdq_onnx, device="cuda:0", precision=asked,
+                                      cache_dir=tmp_path, calibration_crops=crops_batch(2 * CALIBRATION_BATCH))
+    assert backend.precision == "int8" and "INT8" in gpu.built_config.flags
+    assert gpu.built_config.int8_calibrator is None and gpu.built_config.calibration_profile is None
+    assert not [what for what, _ in gpu.calls if what == "calibrate"] and not list(tmp_path.glob("*.calib"))

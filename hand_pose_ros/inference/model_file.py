@@ -171,6 +171,12 @@ def read_onnx_model(path, check: bool = True):
     return proto, config, metadata
 
 
+def is_quantised(proto) -> bool:
+    """True for a graph with explicit QDQ quantisation (inference/quantize.py): TensorRT
+    builds it without a calibrator, in INT8."""
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)
+
+
 def read_onnx_config(path, check: bool = True) -> tuple[SRNetConfig, dict]:
     """(SRNetConfig, metadata dict) of an exported ONNX file, validated."""
     _, config, metadata = read_onnx_model(path, check=check)

@@ -8,10 +8,31 @@ from dataclasses import asdict, dataclass, field, fields
 from .. import keypoints
 
 NORMS = ("instance", "batch")
+# Low-level CNN layouts: "full" = the paper's three 3x3 convs at the input resolution, then
+# a stride-2 conv; "strided" = the stride-2 conv first, the rest at map resolution (about
+# 4x fewer MACs there: the full-resolution convs dominate a small model's cost).
+STEMS = ("full", "strided")
 HEATMAP_ACTIVATIONS = ("softmax", "relu")
 # The paper's ablation variants (srnet.md).
 VARIANTS = ("two_stage", "one_stage", "direct_regression",
             "coordinate_unsupervised", "representation_unsupervised")
+
+
+# Named architectures: SRNetConfig changes from the paper's full model (the defaults).
+# "fast" is the CPU / small-Jetson model (inference/variants.py measured the candidates;
+# models/srnet_fast.md has the table): BatchNorm (folds into the convolutions in TensorRT
+# and ONNX Runtime), F = 64, a 64 x 64 crop with 32 x 32 maps, hourglass level 3 (32 -> 2),
+# both stages kept.
+PRESETS: dict[str, dict] = {
+    "full": {},
+    "fast": {"norm": "batch", "features": 64, "input_size": 64, "map_size": 32, "hourglass_level": 3},
+}
+
+
+def preset_fields(name: str) -> dict:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}")
+    return dict(PRESETS[name])
 
 
 # What a model file that has no entry for a field was built with (see SRNetConfig.from_stored).
@@ -38,6 +59,9 @@ class SRNetConfig:
     decoder_eps: float = 1e-4      # survives FP16 (the release's 1e-14 underflows to 0)
     half_cube_mm: float = 150.0    # crop cube half-size the model was trained with
     handedness_head: bool = True   # a third output: P(left hand) [B] (network.HandednessHead)
+    stem: str = "full"             # full | strided (STEMS)
+    separable: bool = False        # depthwise-separable 3x3 convs in residuals and heads
+    head_convs: int = 3            # 3x3 F->F conv layers in each regression head (paper: 3)
     extra: dict = field(default_factory=dict, compare=False)  # free-form provenance
 
     def __post_init__(self):
@@ -47,13 +71,20 @@ class SRNetConfig:
             raise ValueError(f"unknown keypoint names {unknown}")
         for name, value, allowed in (("norm", self.norm, NORMS),
                                      ("heatmap", self.heatmap, HEATMAP_ACTIVATIONS),
-                                     ("variant", self.variant, VARIANTS)):
+                                     ("variant", self.variant, VARIANTS),
+                                     ("stem", self.stem, STEMS)):
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not one of {allowed}")
         if self.input_size != 2 * self.map_size:
             raise ValueError("input_size must be twice map_size (one stride-2 convolution)")
         if self.map_size % (2 ** (self.hourglass_level + 1)):
             raise ValueError(f"map_size {self.map_size} is not divisible by 2^(level+1)")
+        if not isinstance(self.separable, bool):
+            raise ValueError(f"separable must be true or false, got {self.separable!r}")
+        if not isinstance(self.head_convs, int) or self.head_convs < 0:
+            raise ValueError(f"head_convs must be an integer >= 0, got {self.head_convs!r}")
+        if self.features % 4:
+            raise ValueError(f"features must be a multiple of 4 (the stem uses F/4 and F/2), got {self.features}")
         if self.stages < 1:
             raise ValueError("stages must be >= 1")
         if not isinstance(self.handedness_head, bool):

@@ -46,19 +46,45 @@ class ConvNormReLU(nn.Sequential):
                          norm_layer(config, c_out), nn.ReLU(inplace=True))
 
 
+class SeparableConvNormReLU(nn.Sequential):
+    """Depthwise 3x3 + norm + ReLU, then pointwise 1x1 c_in -> c_out + norm + ReLU: about
+    9x fewer MACs than a full 3x3 conv when c_out is large."""
+
+    def __init__(self, config: SRNetConfig, c_in: int, c_out: int):
+        super().__init__(nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False),
+                         norm_layer(config, c_in), nn.ReLU(inplace=True),
+                         nn.Conv2d(c_in, c_out, 1, bias=False), norm_layer(config, c_out), nn.ReLU(inplace=True))
+
+
+def conv3x3_block(config: SRNetConfig, c_in: int, c_out: int) -> nn.Module:
+    """A 3x3 conv + norm + ReLU at map resolution, separable when config.separable."""
+    if config.separable:
+        return SeparableConvNormReLU(config, c_in, c_out)
+    return ConvNormReLU(config, c_in, c_out)
+
+
 class LowLevelCNN(nn.Module):
     """[B,1,m,m] -> [B,F,m/2,m/2]. Channels 32, 64, 128, then a stride-2 128 -> 128 conv for
-    F = 128 (srnet.md); they scale with F (F/4, F/2, F, F) so reduced test models stay small."""
+    F = 128 (srnet.md); they scale with F (F/4, F/2, F, F) so reduced test models stay small.
+    config.stem = "strided" takes the stride first (1 -> F/4 at stride 2) and runs F/4 -> F/2
+    -> F at map resolution."""
 
     def __init__(self, config: SRNetConfig):
         super().__init__()
         f = config.features
-        self.layers = nn.Sequential(
-            ConvNormReLU(config, 1, f // 4),
-            ConvNormReLU(config, f // 4, f // 2),
-            ConvNormReLU(config, f // 2, f),
-            ConvNormReLU(config, f, f, stride=2),  # m -> n = m/2
-        )
+        if config.stem == "strided":
+            self.layers = nn.Sequential(
+                ConvNormReLU(config, 1, f // 4, stride=2),  # m -> n = m/2
+                ConvNormReLU(config, f // 4, f // 2),
+                conv3x3_block(config, f // 2, f),
+            )
+        else:
+            self.layers = nn.Sequential(
+                ConvNormReLU(config, 1, f // 4),
+                ConvNormReLU(config, f // 4, f // 2),
+                ConvNormReLU(config, f // 2, f),
+                ConvNormReLU(config, f, f, stride=2),  # m -> n = m/2
+            )
 
     def forward(self, depth: Tensor) -> Tensor:
         return self.layers(depth)
@@ -75,7 +101,8 @@ class Residual(nn.Module):
             norm_layer(config, f), nn.ReLU(inplace=True),
             nn.Conv2d(f, half, 1, bias=False),
             norm_layer(config, half), nn.ReLU(inplace=True),
-            nn.Conv2d(half, half, 3, padding=1, bias=False),
+            # depthwise when config.separable (the 1x1s on either side mix the channels)
+            nn.Conv2d(half, half, 3, padding=1, groups=half if config.separable else 1, bias=False),
             norm_layer(config, half), nn.ReLU(inplace=True),
             nn.Conv2d(half, f, 1),
         )
@@ -102,9 +129,10 @@ class Hourglass(nn.Module):
 
 
 def regression_head(config: SRNetConfig, final_bias: bool = True) -> nn.Sequential:
-    """3 x (3x3 conv F->F + norm + ReLU), then 3x3 conv F->J. [B,F,n,n] -> [B,J,n,n]."""
+    """config.head_convs x (3x3 conv F->F + norm + ReLU; the paper has 3), then 3x3 conv
+    F->J. [B,F,n,n] -> [B,J,n,n]."""
     f = config.features
-    return nn.Sequential(*(ConvNormReLU(config, f, f) for _ in range(3)),
+    return nn.Sequential(*(conv3x3_block(config, f, f) for _ in range(config.head_convs)),
                          nn.Conv2d(f, config.num_joints, 3, padding=1, bias=final_bias))
 
 

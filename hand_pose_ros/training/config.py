@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from ..model.config import SRNetConfig
+from ..model.config import SRNetConfig, preset_fields
 
 DATASETS = ("synthetic", "nyu", "icvl", "msra", "hands2017")
 # Datasets whose frames say which hand they show (synthetic: info["is_left"]). On the others
@@ -100,6 +100,9 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        if "preset" in self.model:  # model: {preset: fast, ...}: the preset's fields, then the rest
+            rest = {k: v for k, v in self.model.items() if k != "preset"}
+            self.model = {**preset_fields(self.model["preset"]), **rest}
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset={self.dataset!r} is not one of {DATASETS}")
         if self.amp not in AMP_MODES:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model_file import (HANDEDNESS_OUTPUT, INPUT_NAME, check_expected, model_file_error, model_kind, output_names,
-                          read_onnx_config, sha256_file)
+from ..model_file import (HANDEDNESS_OUTPUT, INPUT_NAME, check_expected, is_quantised, model_file_error, model_kind,
+                          output_names, read_onnx_model, sha256_file)
 from .base import Backend, check_precision, log, normalise_device
 from .cuda_memory import cuda_api
 from .engine_cache import (CALIBRATION_BATCH, DEFAULT_BATCH_PROFILE, DEFAULT_PRECISION, DEFAULT_WORKSPACE_MB,
@@ -271,11 +271,18 @@ class TensorRTBackend(Backend):
         cuda = cuda_api(device_index)
         cache = EngineCache(cache_dir)
         onnx_path = Path(model_path)
-        config, _ = read_onnx_config(onnx_path)
+        proto, config, _ = read_onnx_model(onnx_path)
         check_expected(config, model_path, expected_keypoints)
+        # A QDQ file (inference/quantize.py) carries its own INT8 scales: TensorRT builds it
+        # as an explicitly quantised network, with no calibrator and only in INT8.
+        explicitly_quantised = is_quantised(proto)
+        del proto
+        if explicitly_quantised and precision != "int8":
+            log.warning("TensorRT: %s is INT8 QDQ-quantised: building it in int8, not %s", onnx_path, precision)
+            precision = "int8"
 
         calibrator, calibration_sha, calibration_profile = None, "", None
-        if precision == "int8":
+        if precision == "int8" and not explicitly_quantised:
             batches = CalibrationBatches(load_calibration_crops(calibration_crops, config, 8 * CALIBRATION_BATCH),
                                          CALIBRATION_BATCH,
                                          config.input_size)
@@ -288,7 +295,7 @@ class TensorRTBackend(Backend):
                             workspace_mb=int(workspace_mb), calibration_sha256=calibration_sha,
                             build_recipe=build_recipe(plan_precision(precision), batch_profile, calibration_profile),
                             compute_capability=cuda.compute_capability(), platform_release=l4t_release())
-            if precision == "int8":
+            if precision == "int8" and not explicitly_quantised:
                 calibrator = _calibrator(trt, cuda, batches, cache.directory / (key.filename() + ".calib"))
             log.info("TensorRT: equivalent command: %s", trtexec_command(
                 onnx_path, cache.engine_path(key), precision, key.batch_profile, config.input_size, key.workspace_mb))
