@@ -10,8 +10,9 @@ retargeting node for ~15 s on this machine, then a report in out/demo/:
   session.mcap              the recording of the measuring window (`hand-pose replay` it)
   session.gif               the session view from it (depth + skeleton, 3D hand, robot hand)
 
-Uses the shipped model (models/srnet_synthetic.onnx). When it is not there yet, says so
-loudly and uses a randomly initialised SRNet instead: the pipeline and timings are real,
+Uses the shipped model that fits the machine (--model auto, inference/model_choice.py: the
+fast model on a CPU, the full one on a big GPU). When it is not there yet, says so
+loudly and uses a randomly initialised SRNet of that size instead: the pipeline and timings are real,
 the keypoints (and so the error) are meaningless.
 """
 from __future__ import annotations
@@ -29,19 +30,21 @@ from pathlib import Path
 import numpy as np
 
 from .. import keypoints
+from ..inference import model_choice
 from . import launch_plan
 from .params import resolve_share_path, share_dir
 from .record import SessionCapture
 from .run import _fmt, install_stop_signals, json_safe, run_pipeline
 
-SHIPPED_MODEL = "models/srnet_synthetic.onnx"
 BANNER = "!" * 78
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of measuring (default 15)")
     parser.add_argument("--out", default="out/demo", help="report directory (default out/demo)")
-    parser.add_argument("--model", default="", help=f"model file (default {SHIPPED_MODEL})")
+    parser.add_argument("--model", default=model_choice.AUTO,
+                        help=f"model file, or auto (default): {model_choice.FAST_MODEL} on a CPU or small "
+                             f"Jetson, {model_choice.FULL_MODEL} on a big GPU")
     parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
     parser.add_argument("--robot-hand", default=launch_plan.ARGUMENTS["robot_hand"][0])
     parser.add_argument("--no-retarget", action="store_true", help="do not start the retargeting node")
@@ -54,37 +57,40 @@ def _log(message: str) -> None:
 
 
 # ---------------------------------------------------------------- model choice
-def random_model(out_dir: Path) -> Path:
-    """A randomly initialised full-size SRNet as ONNX (made once, reused)."""
-    path = out_dir / "random_srnet.onnx"
+def random_model(out_dir: Path, preset: str) -> Path:
+    """A randomly initialised SRNet of that preset (model.config.PRESETS) as ONNX (made once, reused)."""
+    path = out_dir / f"random_srnet_{preset}.onnx"
     if path.is_file():
         return path
     import torch
 
     from ..inference.export import export_onnx
     from ..model import SRNet, SRNetConfig
+    from ..model.config import preset_fields
 
-    _log("[demo] exporting a randomly initialised SRNet to ONNX (once, ~15 s) ...")
+    _log(f"[demo] exporting a randomly initialised {preset} SRNet to ONNX (once, ~15 s) ...")
     torch.manual_seed(0)
-    config = SRNetConfig()
+    config = SRNetConfig(**preset_fields(preset))
     return export_onnx(SRNet(config).eval(), config, path)
 
 
 def choose_model(requested: str, out_dir: Path) -> tuple[Path, bool]:
-    """(model path, is_random)."""
-    if requested:
+    """(model path, is_random). 'auto': model_choice.choose_model, said in the log."""
+    if requested and requested != model_choice.AUTO:
         path = resolve_share_path(requested)
         if not path.is_file():
             raise FileNotFoundError(f"model file {path} does not exist")
         return path, False
-    shipped = resolve_share_path(SHIPPED_MODEL)
+    choice = model_choice.choose_model(model_choice.AUTO)
+    shipped = resolve_share_path(choice.model_path)
     if shipped.is_file():
+        _log(f"[demo] model auto -> {choice.model_path}: {choice.reason}")
         return shipped, False
     _log(f"\n{BANNER}\n[demo] WARNING: the trained model {shipped} is not there yet.\n"
          "[demo] Using a RANDOMLY INITIALISED model instead: the pipeline, rates and latencies are\n"
          "[demo] real, but the keypoints are meaningless and the keypoint error is not a result.\n"
          f"{BANNER}\n")
-    return random_model(out_dir), True
+    return random_model(out_dir, "fast" if choice.model_path == model_choice.FAST_MODEL else "full"), True
 
 
 def model_card(model_path: Path) -> dict | None:
@@ -318,5 +324,5 @@ def run(args) -> int:
     if result.get("replay_command"):
         _log(f"[demo] replay the recording with: {result['replay_command']}")
     if is_random:
-        _log(f"\n{BANNER}\n[demo] REMINDER: this ran a RANDOMLY INITIALISED model ({SHIPPED_MODEL} is missing).\n{BANNER}")
+        _log(f"\n{BANNER}\n[demo] REMINDER: this ran a RANDOMLY INITIALISED model (no shipped model file was found).\n{BANNER}")
     return 0 if result["ok"] else 1
