@@ -1,7 +1,7 @@
 """`hand-pose eval bag`: run the pose node's per-frame pipeline offline on every depth frame
 of a recording, and score it.
 
-    hand-pose eval bag session.mcap                  # the pose node's default model
+    hand-pose eval bag session.mcap                  # the shipped full model
     hand-pose eval bag session.mcap --model models/other.onnx --json
     hand-pose eval bag session.mcap --animation session.gif
 
@@ -38,13 +38,14 @@ HOLD_KEYPOINTS_S = 0.5   # animation of recorded keypoints: a frame the pose nod
 
 # ---------------------------------------------------------------- the pose node, offline
 def pose_node_values(model: str | None = None, backend: str = "auto", device: str = "auto") -> dict:
-    """The pose node's parameter values with its defaults (its PARAMS table), model and
-    backend as given."""
+    """The pose node's parameter values with its defaults (its PARAMS table), backend as
+    given, and the model: as given, else the shipped full model (model_choice.FULL_MODEL),
+    whatever `model_path: auto` would pick on this machine, so scores compare across machines."""
+    from ..inference.model_choice import FULL_MODEL
     from ..ros.pose_node import PARAMS
 
     values = {p.name: p.default for p in PARAMS}
-    if model:
-        values["model_path"] = str(model)
+    values["model_path"] = str(model) if model else FULL_MODEL
     values["backend"], values["device"] = backend, device
     return values
 
@@ -346,7 +347,8 @@ def summary_text(result: dict) -> str:
 def add_bag_arguments(sub) -> None:
     p = sub.add_parser("bag", help="run the pose pipeline offline on a recording (hand-pose record) and score it")
     p.add_argument("file", type=Path, help="session file (.mcap, or a rosbag2 .db3)")
-    p.add_argument("--model", default=None, help="model file (default: the pose node's model_path default)")
+    p.add_argument("--model", default=None,
+                   help="model file (default: the shipped full model, inference/model_choice.FULL_MODEL)")
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"))
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-filter", action="store_true", help="score the raw estimates (no One Euro filter)")
