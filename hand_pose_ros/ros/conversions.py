@@ -52,6 +52,12 @@ def copy_header(header: Header) -> Header:
                   frame_id=header.frame_id)
 
 
+def _fill_header(target: Header, source: Header) -> None:
+    """Make `target` a copy of `source` in place."""
+    target.stamp.sec, target.stamp.nanosec = source.stamp.sec, source.stamp.nanosec
+    target.frame_id = source.frame_id
+
+
 def seconds_to_duration(seconds: float) -> Duration:
     nanoseconds = int(round(seconds * 1e9))
     return Duration(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
@@ -125,30 +131,31 @@ def _check_xyz(xyz_mm: np.ndarray, names) -> np.ndarray:
 # ---------------------------------------------------------------- PoseArray
 def keypoints_to_pose_array(xyz_mm: np.ndarray, header: Header,
                             wrist_orientation=IDENTITY_QUATERNION,
-                            names=keypoints.CANONICAL) -> PoseArray:
+                            names=keypoints.CANONICAL, out: PoseArray | None = None) -> PoseArray:
     """[J, 3] mm -> PoseArray (metres), one pose per keypoint in `names` order.
 
     The wrist pose carries `wrist_orientation` (the palm frame, quaternion x, y, z, w); the
     other poses carry the identity orientation.
+
+    out: a PoseArray this function returned before for the same names, refilled in place and
+    returned instead of building 21 new poses (publish() serialises the message before it
+    returns, so a node can reuse one message every frame).
     """
     names = tuple(names)
     xyz = _check_xyz(xyz_mm, names) / MM_PER_M
-    poses = []
-    for x, y, z in xyz.tolist():
-        pose = Pose()  # orientation defaults to identity (w = 1)
+    if out is None or len(out.poses) != len(names):
+        out = PoseArray(poses=[Pose() for _ in names])  # orientations default to identity (w = 1)
+    _fill_header(out.header, header)
+    for pose, (x, y, z) in zip(out.poses, xyz.tolist()):
         position = pose.position
         position.x, position.y, position.z = x, y, z
-        poses.append(pose)
     if "wrist" in names:
-        poses[names.index("wrist")].orientation = _quaternion(wrist_orientation)
-    msg = PoseArray(header=copy_header(header))
-    msg.poses = poses
-    return msg
+        _fill_quaternion(out.poses[names.index("wrist")].orientation, wrist_orientation)
+    return out
 
 
-def _quaternion(q) -> Quaternion:
-    qx, qy, qz, qw = (float(c) for c in q)
-    return Quaternion(x=qx, y=qy, z=qz, w=qw)
+def _fill_quaternion(target: Quaternion, q) -> None:
+    target.x, target.y, target.z, target.w = (float(c) for c in q)
 
 
 def pose_array_to_keypoints(msg: PoseArray) -> np.ndarray:
@@ -160,22 +167,26 @@ def pose_array_to_keypoints(msg: PoseArray) -> np.ndarray:
 # ---------------------------------------------------------------- TF
 def keypoints_to_transforms(xyz_mm: np.ndarray, header: Header, prefix: str = "hand_",
                             wrist_orientation=IDENTITY_QUATERNION,
-                            names=keypoints.CANONICAL) -> list[TransformStamped]:
-    """One TransformStamped per keypoint: child `<prefix><name>` under header.frame_id."""
+                            names=keypoints.CANONICAL, out: list | None = None) -> list[TransformStamped]:
+    """One TransformStamped per keypoint: child `<prefix><name>` under header.frame_id.
+    out: a list this function returned before for the same prefix and names, refilled in
+    place and returned (see keypoints_to_pose_array)."""
     names = tuple(names)
     xyz = _check_xyz(xyz_mm, names) / MM_PER_M
-    shared_header = copy_header(header)  # read-only once built: one object serves all transforms
-    transforms = []
-    for name, (x, y, z) in zip(names, xyz.tolist()):
-        t = TransformStamped()
-        t.header = shared_header
-        t.child_frame_id = prefix + name
+    if out is None or len(out) != len(names) or out[0].child_frame_id != prefix + names[0]:
+        shared_header = Header()  # read-only once filled: one object serves all transforms
+        out = []
+        for name in names:
+            t = TransformStamped(header=shared_header, child_frame_id=prefix + name)
+            t.transform.rotation.w = 1.0
+            out.append(t)
+    _fill_header(out[0].header, header)
+    for t, (x, y, z) in zip(out, xyz.tolist()):
         translation = t.transform.translation
         translation.x, translation.y, translation.z = x, y, z
-        if name == "wrist":
-            t.transform.rotation = _quaternion(wrist_orientation)
-        transforms.append(t)
-    return transforms
+    if "wrist" in names:
+        _fill_quaternion(out[names.index("wrist")].transform.rotation, wrist_orientation)
+    return out
 
 
 def keypoints_to_tf_message(xyz_mm, header, prefix="hand_", wrist_orientation=IDENTITY_QUATERNION,
@@ -195,43 +206,61 @@ def _colour(rgb, alpha: float = 1.0) -> ColorRGBA:
 def keypoints_to_markers(xyz_mm: np.ndarray, header: Header, names=keypoints.CANONICAL,
                          namespace: str = "hand", joint_diameter_m: float = 0.012,
                          bone_width_m: float = 0.006, lifetime_s: float = 0.5,
-                         label: str | None = None, label_height_m: float = 0.02) -> MarkerArray:
+                         label: str | None = None, label_height_m: float = 0.02,
+                         out: MarkerArray | None = None) -> MarkerArray:
     """Keypoint spheres (SPHERE_LIST) and the skeleton (LINE_LIST), coloured by finger, and
     with `label` (e.g. handedness_label's "left 0.97") a TEXT_VIEW_FACING marker
     (`<namespace>/handedness`) 4 cm above the wrist: up in the image, -y of the optical frame.
 
     The lifetime makes a lost hand vanish from rviz instead of freezing there.
+    out: a MarkerArray this function returned before for the same names and styling (label
+    aside), refilled in place and returned (see keypoints_to_pose_array).
     """
     names = tuple(names)
     xyz = _check_xyz(xyz_mm, names) / MM_PER_M
-    points = [Point(x=x, y=y, z=z) for x, y, z in xyz.tolist()]
+    if out is None or len(out.markers) < 2 or len(out.markers[0].points) != len(names):
+        out = _skeleton_markers(names, namespace, joint_diameter_m, bone_width_m, lifetime_s)
+    joints = out.markers[0]
+    # the bones' line ends are these same Point objects: filling the joints moves them too
+    for point, (x, y, z) in zip(joints.points, xyz.tolist()):
+        point.x, point.y, point.z = x, y, z
+    for marker in out.markers:
+        _fill_header(marker.header, header)
+    if not label:
+        del out.markers[2:]
+        return out
+    if len(out.markers) < 3:
+        text = Marker(header=copy_header(header), ns=f"{namespace}/handedness", id=2,
+                      type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, lifetime=seconds_to_duration(lifetime_s))
+        text.pose.orientation.w = 1.0
+        text.scale.z = label_height_m  # TEXT_VIEW_FACING: only z (the letter height) counts
+        text.color = _colour((1.0, 1.0, 1.0))
+        out.markers.append(text)
+    text = out.markers[2]
+    anchor = xyz[names.index("wrist")] if "wrist" in names else xyz.mean(axis=0)
+    text.text = label
+    text.pose.position.x, text.pose.position.y, text.pose.position.z = \
+        float(anchor[0]), float(anchor[1]) - 0.04, float(anchor[2])
+    return out
+
+
+def _skeleton_markers(names, namespace, joint_diameter_m, bone_width_m, lifetime_s) -> MarkerArray:
+    """The spheres and bones markers of keypoints_to_markers with every point at the origin."""
+    points = [Point() for _ in names]
     colours = [_colour(keypoints.colour_of(n)) for n in names]
     lifetime = seconds_to_duration(lifetime_s)
-
-    joints = Marker(header=copy_header(header), ns=f"{namespace}/joints", id=0, type=Marker.SPHERE_LIST,
+    joints = Marker(ns=f"{namespace}/joints", id=0, type=Marker.SPHERE_LIST,
                     action=Marker.ADD, lifetime=lifetime, points=points, colors=colours)
     joints.pose.orientation.w = 1.0
     joints.scale.x = joints.scale.y = joints.scale.z = joint_diameter_m
-
-    bones = Marker(header=copy_header(header), ns=f"{namespace}/bones", id=1, type=Marker.LINE_LIST,
-                   action=Marker.ADD, lifetime=lifetime)
+    bones = Marker(ns=f"{namespace}/bones", id=1, type=Marker.LINE_LIST,
+                   action=Marker.ADD, lifetime=seconds_to_duration(lifetime_s))
     bones.pose.orientation.w = 1.0
     bones.scale.x = bone_width_m
     for a, b in keypoints.edges(names):
         bones.points += [points[a], points[b]]
         bones.colors += [colours[b], colours[b]]  # a bone takes the colour of its distal joint
-    markers = [joints, bones]
-    if label:
-        anchor = xyz[names.index("wrist")] if "wrist" in names else xyz.mean(axis=0)
-        text = Marker(header=copy_header(header), ns=f"{namespace}/handedness", id=2,
-                      type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, lifetime=lifetime, text=label)
-        text.pose.position.x, text.pose.position.y, text.pose.position.z = \
-            float(anchor[0]), float(anchor[1]) - 0.04, float(anchor[2])
-        text.pose.orientation.w = 1.0
-        text.scale.z = label_height_m  # TEXT_VIEW_FACING: only z (the letter height) counts
-        text.color = _colour((1.0, 1.0, 1.0))
-        markers.append(text)
-    return MarkerArray(markers=markers)
+    return MarkerArray(markers=[joints, bones])
 
 
 # ---------------------------------------------------------------- handedness

@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import keypoints
 from ..camera import Intrinsics
+from ..inference import model_choice
 from . import conversions
 from .common import TfSender, ThrottledLog, qos_profile, quiet_incompatible_qos, spin_node
 from .overlay import debug_overlay
@@ -29,7 +30,7 @@ from .params import Param, StartupError, declare_for_startup, resolve_share_path
 from .stats import LatestSlot, RateMeter, StepClock, Window
 
 NODE_NAME = "hand_pose"
-DEFAULT_MODEL = "models/srnet_synthetic.onnx"
+DEFAULT_MODEL = model_choice.AUTO  # the fast model on a CPU, the full one on a big GPU
 # Mean keypoint confidence below which a frame is "no hand". Choose it from the model's
 # confidence on hand and non-hand crops: python -m hand_pose_ros.evaluation.confidence_report
 # (config/pose.yaml must say the same; a test checks). 0.05 for the shipped mesh-hand model:
@@ -51,7 +52,8 @@ PARAMS = [
     Param("min_depth_mm", 150.0, "Nearest depth searched for a hand (mm).", range=(0.0, 10000.0)),
     Param("max_depth_mm", 1200.0, "Farthest depth searched for a hand (mm).", range=(1.0, 20000.0)),
     Param("model_path", DEFAULT_MODEL, "Model file (.onnx or .pt checkpoint); relative paths resolve "
-          "against the package share directory."),
+          "against the package share directory. auto = the fast model (models/srnet_fast.onnx) on a "
+          "CPU or small Jetson, the full one (models/srnet_synthetic.onnx) on a big GPU; the log says why."),
     Param("backend", "auto", "Inference backend.", choices=("auto", "onnxruntime", "torch", "tensorrt")),
     Param("device", "auto", "Inference device.", choices=("auto", "cpu", "cuda")),
     Param("precision", "auto", "Inference precision (auto = the backend's default).",
@@ -179,9 +181,14 @@ def border_problem(uvd: np.ndarray, com_uvd: np.ndarray, cam: Intrinsics, width:
     return None
 
 
-def load_estimator(values: dict):
-    """The HandPoseEstimator the parameters ask for. StartupError naming the file on failure."""
-    path = resolve_share_path(values["model_path"] or DEFAULT_MODEL)
+def load_estimator(values: dict, log=None):
+    """The HandPoseEstimator the parameters ask for. StartupError naming the file on failure.
+    model_path 'auto' (model_choice.choose_model) is resolved here; log(str) hears why."""
+    choice = model_choice.choose_model(values["model_path"] or DEFAULT_MODEL,
+                                       device=None if values["device"] == "auto" else values["device"])
+    if log is not None and choice.reason != "asked for":
+        log(f"model_path auto -> {choice.model_path}: {choice.reason}")
+    path = resolve_share_path(choice.model_path)
     if not path.is_file():
         raise StartupError(f"model file {path} does not exist (parameter model_path="
                            f"{values['model_path']!r}); train or export one, or point model_path at it")
@@ -222,7 +229,7 @@ class PoseNode:
         self.log = self.node.get_logger()
         self.p = declare_for_startup(self.node, PARAMS)
         if estimator is None:
-            estimator, model_path = load_estimator(self.p)
+            estimator, model_path = load_estimator(self.p, log=self.log.info)
             self.log.info(f"model {model_path}: {describe_estimator(estimator)}")
         self.estimator = estimator
         self._infer_cpu_s = 0.0
@@ -246,6 +253,9 @@ class PoseNode:
         self._last_filter_stamp = None
 
         self._make_publishers()
+        # One message of each kind, refilled every frame (publish() serialises it at once):
+        # building 21 poses, transforms or marker points anew costs several times more.
+        self._joints_msg = self._transforms = self._markers_msg = None
         self._camera: Intrinsics | None = None
         self._camera_problem: str | None = None
         self._slot = LatestSlot()
@@ -388,7 +398,7 @@ class PoseNode:
         try:
             with clock("decode"):
                 depth = conversions.image_msg_to_depth_mm(msg, self.p["depth_scale"] or None)
-                empty = not np.any(depth > 0)
+                empty = not depth.max() > 0  # decoded depth is finite and >= 0: no temporary mask
         except ValueError as e:
             return FrameResult("bad_image", f"{self.p['depth_topic']}: {e}", clock=clock)
         if empty:
@@ -468,7 +478,9 @@ class PoseNode:
             # subscriber pairs each PoseArray with the handedness received just before it.
             self.pub_handedness.publish(conversions.handedness_msg(result.handedness))
             self._handedness_text = self._describe_handedness(result) or "unknown"
-            self.pub_joints.publish(conversions.keypoints_to_pose_array(result.xyz_mm, header, quaternion, self.names))
+            self._joints_msg = conversions.keypoints_to_pose_array(result.xyz_mm, header, quaternion, self.names,
+                                                                   out=self._joints_msg)
+            self.pub_joints.publish(self._joints_msg)
             now = self.node.get_clock().now().nanoseconds * 1e-9
             self._latency_ms.add((now - conversions.stamp_to_seconds(header.stamp)) * 1e3)
             self.frames_published += 1
@@ -477,12 +489,14 @@ class PoseNode:
         # rest of the node's per-frame work together).
         if self.tf is not None and self.tf.wanted():
             with clock("tf"):
-                self.tf.send(conversions.keypoints_to_transforms(result.xyz_mm, header, self.p["frame_prefix"],
-                                                                 quaternion, self.names))
+                self._transforms = conversions.keypoints_to_transforms(
+                    result.xyz_mm, header, self.p["frame_prefix"], quaternion, self.names, out=self._transforms)
+                self.tf.send(self._transforms)
         if self.pub_markers is not None and self.pub_markers.get_subscription_count():
             with clock("markers"):
-                self.pub_markers.publish(conversions.keypoints_to_markers(
-                    result.xyz_mm, header, self.names, label=self._describe_handedness(result)))
+                self._markers_msg = conversions.keypoints_to_markers(
+                    result.xyz_mm, header, self.names, label=self._describe_handedness(result), out=self._markers_msg)
+                self.pub_markers.publish(self._markers_msg)
 
     def _describe_handedness(self, result: FrameResult) -> str | None:
         return conversions.handedness_label(result.handedness, result.left_probability,
