@@ -145,6 +145,7 @@ def test_int8_qdq_keeps_metadata_runs_and_stays_close(tiny_fast_onnx, tmp_path):
     assert convs and all(producers[n.input[1]].op_type == "DequantizeLinear" for n in convs)
     assert tensorrt_ops.tensorrt_problems(proto) == []
     backend = create_backend("onnxruntime", out, device="cpu")
+    assert backend.precision == "int8"   # a QDQ file runs as it is, whatever was asked
     test = calibration[::-1].copy()
     uvd = backend.infer_outputs(test).uvd
     assert np.isfinite(uvd).all()

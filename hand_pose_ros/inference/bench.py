@@ -349,11 +349,27 @@ def add_arguments(parser) -> None:
     parser.add_argument("--node-outputs", nargs="+", choices=("joints", "all"), default=["joints", "all"],
                         help="--node: joints = subscribers on the joints only (TF, markers, debug image "
                              "skipped); all = rviz open too (default: both)")
+    parser.add_argument("--variants", action="store_true",
+                        help="instead: time every candidate SRNet architecture (inference/variants.py) with "
+                             "ONNX Runtime on this CPU, beside its GMAC and parameters")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def run_variants(args) -> int:
+    from . import variants
+    threads = args.threads or variants.default_threads()
+    rows = variants.measure(threads=threads, iters=args.iters, warmup=args.warmup,
+                            progress=lambda r: print(f"[bench] {r['variant']}: {r['wall_ms_p50']:.1f} ms",
+                                                     file=sys.stderr, flush=True))
+    report = {"variants": rows, "machine": machine_info()}
+    print(json.dumps(report) if args.json else variants.format_rows(rows))
+    return 0
 
 
 def run(args) -> int:
     setup_cli_logging()
+    if args.variants:
+        return run_variants(args)
     if args.iters < 1 or args.warmup < 0 or min(args.batch) < 1 or args.node_frames < 1:
         print("hand-pose bench: --iters, --batch and --node-frames must be >= 1, --warmup >= 0", file=sys.stderr)
         return 2

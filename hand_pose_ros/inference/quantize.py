@@ -1,13 +1,15 @@
 """Static INT8 quantisation of an exported ONNX model: QDQ (QuantizeLinear/DequantizeLinear
 pairs) around the convolutions, calibrated on crops from the synthetic generator.
 
-    hand-pose export CKPT --onnx fast.onnx --int8-qdq fast.int8.onnx [--calibration-crops N]
+    hand-pose export CKPT --onnx fast.onnx --int8-qdq fast.int8.onnx
 
-Why QDQ and this layout:
-- ONNX Runtime runs the quantised convolutions with its INT8 kernels on a CPU, and TensorRT
-  reads the same file as an explicitly quantised network (no calibrator needed there).
-- Symmetric INT8 for activations and weights, per-channel weight scales: what TensorRT's
-  explicit quantisation accepts.
+Two users of the one quantisation step (quantize_graph):
+- the onnxruntime backend's precision='int8' quantises in memory at load (UINT8
+  activations: ONNX Runtime's fastest CPU kernels) and caches the result;
+- quantize_qdq writes a file with symmetric INT8 activations and weights, which ONNX
+  Runtime runs as well and TensorRT reads as an explicitly quantised network (no
+  calibrator there: the scales travel in the file).
+Per-channel weight scales in both.
 - Only Conv is quantised. The spatial softmax, the decoders (weighted sums over the maps)
   and the handedness head stay FP32: they are cheap, and a heatmap that sums to one over
   1,024 pixels loses its small values in 8 bits.
@@ -52,12 +54,27 @@ def calibration_crops(config, count: int = DEFAULT_CALIBRATION_CROPS, seed: int 
     return realistic_crops(count, config.input_size, config.half_cube_mm, seed)
 
 
+def quantize_graph(source: Path, target: Path, crops: np.ndarray, symmetric: bool) -> None:
+    """The one QDQ quantisation step: `source` ONNX file -> `target`, convolutions only,
+    per-channel INT8 weights, MinMax activation ranges from `crops` [N,1,m,m].
+    symmetric: INT8 activations with zero points of 0 (what TensorRT reads); else UINT8
+    activations (ONNX Runtime's fastest CPU kernels: u8 x s8)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True} if symmetric else {}
+    quantize_static(str(source), str(target), _CropReader(crops), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(QUANTISED_OP_TYPES), per_channel=True,
+                    activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                    extra_options=extra)
+
+
 def quantize_qdq(onnx_path, out_path, crops: np.ndarray | None = None,
                  count: int = DEFAULT_CALIBRATION_CROPS) -> Path:
-    """Write `out_path`: `onnx_path` with INT8 QDQ convolutions, calibrated (MinMax) on `crops`
-    (default: `count` generator crops). The model config and keypoint metadata are kept."""
+    """Write `out_path`: `onnx_path` with symmetric INT8 QDQ convolutions (for ONNX Runtime
+    and TensorRT alike), calibrated on `crops` (default: `count` generator crops). The model
+    config and keypoint metadata are kept."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     onnx_path, out_path = Path(onnx_path), Path(out_path)
@@ -79,11 +96,7 @@ def quantize_qdq(onnx_path, out_path, crops: np.ndarray | None = None,
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
         quantised = Path(tmp) / "quantised.onnx"
-        quantize_static(str(prepared), str(quantised), _CropReader(crops), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=list(QUANTISED_OP_TYPES), per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+        quantize_graph(prepared, quantised, crops, symmetric=True)
         proto = onnx.load(str(quantised))
         del proto.metadata_props[:]
         for key, value in {**metadata, META_QUANTISATION: QUANTISATION_DESCRIPTION}.items():

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model_file import INPUT_NAME, check_expected, model_file_error, model_kind, output_names, read_onnx_model
+from ..model_file import (INPUT_NAME, check_expected, is_quantised, model_file_error, model_kind, output_names,
+                          read_onnx_model)
 from ..onnx_graph import precise_instance_norm
 from .base import Backend, check_precision, log, normalise_device
 
@@ -95,7 +96,9 @@ class OnnxRuntimeBackend(Backend):
         if (precise_norm or precision == "int8") and not tensorrt:
             proto = precise_instance_norm(proto)
         model_bytes = proto.SerializeToString()
-        if precision == "int8" and device == "cpu":
+        if is_quantised(proto):   # a QDQ file (inference/quantize.py): its own scales, as is
+            precision = "int8"
+        elif precision == "int8" and device == "cpu":
             model_bytes = quantised_model(model_bytes, model_path, config, calibration_crops, cache_dir)
         try:
             session = onnxruntime.InferenceSession(model_bytes, sess_options=options, providers=providers)
@@ -122,9 +125,9 @@ def quantised_model(model_bytes: bytes, onnx_path, config, crops_source, cache_d
     from pathlib import Path
 
     import onnxruntime
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from ..model_file import sha256_file
+    from ..quantize import quantize_graph
     from .engine_cache import CalibrationBatches, EngineCache, EngineKey, calibration_crops
 
     batches = CalibrationBatches(calibration_crops(crops_source, config, 64), 8, config.input_size)
@@ -133,22 +136,12 @@ def quantised_model(model_bytes: bytes, onnx_path, config, crops_source, cache_d
                     runtime_version=onnxruntime.__version__, device_name="cpu", workspace_mb=0,
                     calibration_sha256=batches.sha256(), runtime="onnxruntime")
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(batches)
-
-        def get_next(self):
-            batch = next(self.batches, None)
-            return None if batch is None else {INPUT_NAME: batch}
-
     def build() -> bytes:
         with tempfile.TemporaryDirectory() as folder:
             source, target = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
             source.write_bytes(model_bytes)
             # Only the convolutions (95% of the MACs): norms, softmax and decoders stay FP32.
-            quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=["Conv"])
+            quantize_graph(source, target, np.concatenate(list(batches)), symmetric=False)
             return target.read_bytes()
 
     data, _, _ = EngineCache(cache_dir).get_or_build(key, build, what="onnxruntime INT8 quantisation")
