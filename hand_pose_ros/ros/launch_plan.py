@@ -25,7 +25,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "camera_info_topic": ("/camera/camera/depth/camera_info", "CameraInfo topic matching the depth topic"),
     "use_synthetic_camera": ("false", "start the synthetic depth camera (an animated hand) on those topics"),
     "backend": ("auto", "inference backend: auto | onnxruntime | torch | tensorrt"),
-    "model": ("", "model file (.onnx / .pt); empty = model_path from config/pose.yaml"),
+    "model": ("", "model file (.onnx / .pt) or auto; empty = model_path from config/pose.yaml (auto: the fast "
+                    "model on a CPU or small Jetson, the full one on a big GPU)"),
     "robot_hand": ("leap", "robot hand to retarget to (config/retarget_<robot_hand>.yaml)"),
     "retarget": ("true", "start the retargeting node"),
     "rviz": ("false", "start rviz2 with config/hand_pose.rviz (and robot_state_publisher for the hand)"),
