@@ -114,3 +114,49 @@ def test_masked_depth_and_upsampled_mask_equal_their_plain_forms():
     r = np.minimum((rows + 2) // 4, 29)
     c = np.minimum((cols + 2) // 4, 39)
     assert np.array_equal(localise._upsample_mask(coarse_mask, 4, rows, cols), coarse_mask[r[:, None], c[None, :]])
+
+
+def test_pixel_span_holds_exactly_the_pixels_of_the_cells():
+    for stride, pixels in ((4, 480), (4, 479), (2, 240), (1, 50), (3, 100)):
+        cells = -(-pixels // stride)
+        nearest = np.minimum((np.arange(pixels) + stride // 2) // stride, cells - 1)
+        for start in range(0, cells, 3):
+            for stop in range(start + 1, cells + 1, 2):
+                low, high = localise._pixel_span(slice(start, stop), stride, cells, pixels)
+                inside = (nearest >= start) & (nearest < stop)
+                assert np.array_equal(np.flatnonzero(inside), np.arange(low, high)), (stride, pixels, start, stop)
+    assert localise._on_grid(10, 90, 4, 23, 70) == (26, 70)  # stays on 10 + 4k
+    assert localise._on_grid(10, 90, 4, 0, 480) == (10, 90)
+
+
+def test_refine_on_the_cut_windows_equals_refine_on_whole_windows(monkeypatch):
+    """The same detections with each refinement window cut to the region's pixels as with
+    the whole windows (the cut made a no-op), for float and whole-millimetre frames."""
+    loc = HandLocaliser()
+    frames = realistic_frames(8, seed=7)
+    cut = [[loc.locate(d, cam), loc.locate(np.round(d).astype(np.uint16), cam)] for d, cam in frames]
+    monkeypatch.setattr(localise, "_pixel_span", lambda cell_slice, stride, cells, pixels: (0, pixels))
+    whole = [[loc.locate(d, cam), loc.locate(np.round(d).astype(np.uint16), cam)] for d, cam in frames]
+    for got, expected in zip(sum(cut, []), sum(whole, [])):
+        assert (got is None) == (expected is None)
+        if got is not None:
+            assert np.array_equal(got.com_uvd, expected.com_uvd) and got.bbox == expected.bbox
+            assert (got.pixel_count, got.area_mm2, got.near_mm) == (expected.pixel_count, expected.area_mm2, expected.near_mm)
+
+
+def test_a_uint16_frame_is_localised_and_cropped_as_its_float32_copy():
+    """The pose node hands 16UC1 frames over as uint16 millimetres (no float copy)."""
+    from hand_pose_ros.data.crop import crop_hand
+
+    loc = HandLocaliser()
+    for depth, cam in realistic_frames(8, seed=7):
+        whole_mm = np.round(depth).astype(np.uint16)
+        as_float = whole_mm.astype(np.float32)
+        for seed in (None, (330.0, 250.0, 550.0)):
+            a, b = loc.locate(as_float, cam, seed_uvd=seed), loc.locate(whole_mm, cam, seed_uvd=seed)
+            assert (a is None) == (b is None)
+            if a is None:
+                continue
+            assert np.array_equal(a.com_uvd, b.com_uvd) and (a.bbox, a.area_mm2) == (b.bbox, b.area_mm2)
+            crop_a, crop_b = crop_hand(as_float, a.com_uvd, cam, 150.0), crop_hand(whole_mm, a.com_uvd, cam, 150.0)
+            assert np.array_equal(crop_a.image, crop_b.image)

@@ -60,9 +60,14 @@ def decode_nyu_rgb(rgb: np.ndarray) -> np.ndarray:
 
 
 def image_msg_to_depth(data: bytes, width: int, height: int, step: int, encoding: str,
-                       is_bigendian: bool, depth_scale_mm: float | None = None) -> np.ndarray:
+                       is_bigendian: bool, depth_scale_mm: float | None = None,
+                       integer_mm: bool = False) -> np.ndarray:
     """Decode a sensor_msgs/Image payload (its fields passed as plain values) to [H, W]
-    float32 mm. Honours row padding (step > width * bytes per pixel) and endianness."""
+    float32 mm. Honours row padding (step > width * bytes per pixel) and endianness.
+
+    integer_mm: a 16-bit image at 1 mm per unit comes back as its uint16 millimetres
+    instead (a view of `data` when it is little-endian: no copy, no float conversion; the
+    localiser and the crop take it as it is)."""
     if encoding in UINT16_ENCODINGS:
         pixel_type = np.dtype(np.uint16)
     elif encoding in FLOAT_ENCODINGS:
@@ -87,4 +92,6 @@ def image_msg_to_depth(data: bytes, width: int, height: int, step: int, encoding
     raw = np.ndarray((height, width), dtype=pixel_type.newbyteorder(byte_order), buffer=buffer,
                      strides=(step, pixel_type.itemsize))
     raw = raw.astype(pixel_type.newbyteorder("="), copy=False)
+    if integer_mm and encoding in UINT16_ENCODINGS and (depth_scale_mm is None or float(depth_scale_mm) == 1.0):
+        return raw
     return decode_depth(raw, encoding, depth_scale_mm)

@@ -301,6 +301,13 @@ class HandLocaliser:
         fx, fy = abs(cam.fx), abs(cam.fy)
         # the coarse region grown by one cell, so pixels between samples at its edge count
         grown = region if stride == 1 else _dilate(region)
+        # No pixel outside the rows and columns of grown's cells is ever in the mask: each
+        # window is cut to them (about a third of it around a hand; the same pixels count)
+        cells = _box_around(grown)
+        if cells is None:
+            return None, 0.0
+        row_span = _pixel_span(cells[0], stride, grown.shape[0], height)
+        col_span = _pixel_span(cells[1], stride, grown.shape[1], width)
         for _ in range(self.refine_steps):
             # window of the ball's radius (in px at the current depth) around the centre,
             # aligned to the step grid
@@ -311,12 +318,17 @@ class HandLocaliser:
             right, bottom = min(width, int(u + radius_u) + 1), min(height, int(v + radius_v) + 1)
             if left >= right or top >= bottom:
                 return None, 0.0
+            top, bottom = _on_grid(top, bottom, step, *row_span)
+            left, right = _on_grid(left, right, step, *col_span)
+            if left >= right or top >= bottom:
+                return None, 0.0
             roi = depth_mm[top:bottom:step, left:right:step]                 # view
             cols = np.arange(left, right, step)
             rows = np.arange(top, bottom, step)
             disc = (((rows - v) / radius_v) ** 2)[:, None] + (((cols - u) / radius_u) ** 2)[None, :] < 1.0
-            # the depth window and the ball's depth range in one interval
-            mask = (roi > max(lo, d - self.hand_radius_mm)) & (roi < min(hi, d + self.hand_radius_mm))
+            # the depth window and the ball's depth range in one interval; float32 bounds, so
+            # a uint16 frame compares exactly as its float32 copy would
+            mask = (roi > np.float32(max(lo, d - self.hand_radius_mm))) & (roi < np.float32(min(hi, d + self.hand_radius_mm)))
             mask &= disc
             # stay on the coarse region's object: drop pixels whose coarse cell is not in it
             mask &= _upsample_mask(grown, stride, rows, cols)
@@ -352,6 +364,22 @@ def _box_around(mask, margin: int = 0):
     height, width = mask.shape
     return (slice(max(0, rows[0] - margin), min(height, rows[-1] + 1 + margin)),
             slice(max(0, cols[0] - margin), min(width, cols[-1] + 1 + margin)))
+
+
+def _pixel_span(cell_slice: slice, stride: int, cells: int, pixels: int) -> tuple[int, int]:
+    """[start, stop) of the frame pixels whose nearest coarse cell (_upsample_mask's rule,
+    the last cell taking everything beyond it) lies in cell_slice."""
+    half = stride // 2
+    start = max(0, cell_slice.start * stride - half)
+    stop = pixels if cell_slice.stop >= cells else min(pixels, cell_slice.stop * stride - half)
+    return start, stop
+
+
+def _on_grid(start: int, stop: int, step: int, low: int, high: int) -> tuple[int, int]:
+    """[start, stop) on the grid start + k*step, cut to [low, high)."""
+    if low > start:
+        start += -(-(low - start) // step) * step
+    return start, min(stop, high)
 
 
 def _span(centre: float, radius: float, size: int) -> tuple[int, int]:

@@ -97,7 +97,7 @@ class HandPoseEstimator:
 
     # ------------------------------------------------------------------ per frame
     def estimate(self, depth_mm: np.ndarray, cam: Intrinsics, seed=None) -> Estimate | None:
-        """depth_mm [H, W] float32 mm (0 = invalid) -> Estimate, or None when no hand is found.
+        """depth_mm [H, W] float32 (or uint16) mm (0 = invalid) -> Estimate, or None when no hand is found.
 
         seed: last frame's hand position, (u, v, d) or an Estimate, to keep tracking it."""
         return self.estimate_batch([(depth_mm, cam, seed)])[0]
@@ -178,7 +178,9 @@ class HandPoseEstimator:
         depth_mm = np.asarray(depth_mm)
         if depth_mm.ndim != 2:
             raise ValueError(f"depth_mm must be a 2-D [H, W] image in mm, got shape {depth_mm.shape}")
-        if depth_mm.dtype != np.float32:
+        # uint16 millimetres (a camera's 16UC1) are used as they are: localise and crop read
+        # only parts of the frame and give the same results as on its float32 copy
+        if depth_mm.dtype not in (np.float32, np.uint16):
             depth_mm = depth_mm.astype(np.float32)
         return depth_mm
 

@@ -310,17 +310,19 @@ def depth_to_image_msg(depth_mm: np.ndarray, header: Header) -> Image:
                  is_bigendian=0, step=2 * width, data=array.array("B", depth.tobytes()))
 
 
-def image_msg_to_depth_mm(msg: Image, depth_scale_mm: float | None = None) -> np.ndarray:
+def image_msg_to_depth_mm(msg: Image, depth_scale_mm: float | None = None, integer_mm: bool = False) -> np.ndarray:
     """Image (16UC1 / mono16 / 32FC1) -> [H, W] float32 millimetres, 0 = invalid.
 
     depth_scale_mm: millimetres per 16-bit unit (None = 1, the REP 118 default; D405: 0.1).
     It never applies to 32FC1, which is metres by REP 118.
+    integer_mm: a 16-bit image at 1 mm per unit stays uint16 millimetres (a view of
+    msg.data, no conversion: see data.depth.image_msg_to_depth).
     Raises ValueError naming the problem (encoding, size) on bad input.
     """
     if msg.encoding in FLOAT_ENCODINGS:
         depth_scale_mm = None
     return image_msg_to_depth(msg.data, msg.width, msg.height, msg.step, msg.encoding,
-                              msg.is_bigendian, depth_scale_mm=depth_scale_mm)
+                              msg.is_bigendian, depth_scale_mm=depth_scale_mm, integer_mm=integer_mm)
 
 
 def camera_info_msg(cam: Intrinsics, header: Header) -> CameraInfo:

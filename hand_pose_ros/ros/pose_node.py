@@ -397,20 +397,22 @@ class PoseNode:
             return FrameResult(*problem, clock=clock)
         try:
             with clock("decode"):
-                depth = conversions.image_msg_to_depth_mm(msg, self.p["depth_scale"] or None)
-                empty = not depth.max() > 0  # decoded depth is finite and >= 0: no temporary mask
+                # 16UC1 at 1 mm per unit stays uint16 (a view of the message: no conversion)
+                depth = conversions.image_msg_to_depth_mm(msg, self.p["depth_scale"] or None, integer_mm=True)
         except ValueError as e:
             return FrameResult("bad_image", f"{self.p['depth_topic']}: {e}", clock=clock)
-        if empty:
-            self._lose_track()
-            return FrameResult("empty_frame", f"frame {msg.width}x{msg.height} ({msg.encoding}) has no valid "
-                               "depth (all zero or NaN)", depth_mm=depth, clock=clock)
 
         t = time.perf_counter()
         estimate = self.estimator.estimate(depth, cam, seed=self._seed)
-        clock.wall_ms["estimate"] = (time.perf_counter() - t) * 1e3
         if estimate is None:
             self._lose_track()
+            # Only a frame without a hand is read whole to tell an empty one (decoded depth is
+            # finite and >= 0, so any() is "some valid pixel").
+            if not depth.any():
+                return FrameResult("empty_frame", f"frame {msg.width}x{msg.height} ({msg.encoding}) has no valid "
+                                   "depth (all zero or NaN)", depth_mm=depth, clock=clock)
+        clock.wall_ms["estimate"] = (time.perf_counter() - t) * 1e3
+        if estimate is None:
             return FrameResult("no_hand", f"no hand between {self.p['min_depth_mm']:.0f} and "
                                f"{self.p['max_depth_mm']:.0f} mm", depth_mm=depth, clock=clock)
         # The estimator's stages (localise, crop, infer, recover); its own total is "estimate".
