@@ -47,6 +47,7 @@ class OneEuroFilter:
         self._value: np.ndarray | None = None  # last filtered value, NaN where no history
         self._speed: np.ndarray | None = None  # last filtered derivative
         self._t: float | None = None
+        self._complete = False  # the history is finite everywhere (no element to restart)
 
     def __call__(self, x, t: float) -> np.ndarray:
         x = np.array(x, dtype=np.float64)  # a copy: the caller's array is never touched
@@ -54,7 +55,9 @@ class OneEuroFilter:
         if not math.isfinite(t):
             raise ValueError(f"OneEuroFilter: time must be finite, got {t!r}")
         finite = np.isfinite(x)
-        x[~finite] = np.nan
+        complete = bool(finite.all())  # the usual case: no element to mask or restart
+        if not complete:
+            x[~finite] = np.nan
 
         if self._value is None:
             return self._start(x, t)
@@ -70,6 +73,7 @@ class OneEuroFilter:
             self._speed[fresh] = 0.0
             self._value[~finite] = np.nan
             self._speed[~finite] = np.nan
+            self._complete = not np.isnan(self._value).any()
             return self._value.copy()
 
         with np.errstate(invalid="ignore"):
@@ -78,6 +82,10 @@ class OneEuroFilter:
             cutoff = self.min_cutoff + self.beta * np.abs(speed_hat)
             value_hat = self._value + _smoothing_factor(cutoff, dt) * (x - self._value)
 
+        if complete and self._complete:
+            # every element finite, now and before: the masking below would change nothing
+            self._value, self._speed, self._t = value_hat, speed_hat, t
+            return value_hat.copy()
         # Elements with no history (new, or back after a gap) restart from the raw sample.
         restart = finite & np.isnan(self._value)
         value_hat = np.where(restart, x, value_hat)
@@ -87,10 +95,12 @@ class OneEuroFilter:
         speed_hat = np.where(finite, speed_hat, np.nan)
 
         self._value, self._speed, self._t = value_hat, speed_hat, t
+        self._complete = complete  # NaN (no history) exactly where this input was not finite
         return value_hat.copy()
 
     def _start(self, x: np.ndarray, t: float) -> np.ndarray:
         self._value = x.copy()
         self._speed = np.where(np.isnan(x), np.nan, 0.0)
         self._t = t
+        self._complete = not np.isnan(x).any()
         return x

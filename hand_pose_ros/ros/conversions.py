@@ -108,11 +108,14 @@ def palm_quaternion(xyz_mm: np.ndarray, names=keypoints.CANONICAL) -> tuple[floa
     back). Identity when the palm points are missing or degenerate.
     """
     names = tuple(names)
-    if any(n not in names for n in PALM_KEYPOINTS):
+    xyz = np.asarray(xyz_mm, dtype=np.float64)
+    if names == keypoints.CANONICAL and xyz.shape == (len(names), 3):
+        canonical = xyz  # already in the order hand_frame reads (the pose node's case)
+    elif any(n not in names for n in PALM_KEYPOINTS):
         return IDENTITY_QUATERNION
-    canonical = np.full((len(keypoints.CANONICAL), 3), np.nan)
-    canonical[keypoints.indices(PALM_KEYPOINTS)] = \
-        np.asarray(xyz_mm, dtype=np.float64)[keypoints.indices(PALM_KEYPOINTS, of=names)]
+    else:
+        canonical = np.full((len(keypoints.CANONICAL), 3), np.nan)
+        canonical[keypoints.indices(PALM_KEYPOINTS)] = xyz[keypoints.indices(PALM_KEYPOINTS, of=names)]
     _, axes = hand_frame(canonical, "right")  # [3, 3], columns x, y, z
     if not np.isfinite(axes).all():
         return IDENTITY_QUATERNION
@@ -294,9 +297,12 @@ def rgb_to_image_msg(rgb: np.ndarray, header: Header) -> Image:
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an [H, W, 3] image, got shape {rgb.shape}")
     height, width = rgb.shape[:2]
-    # array('B', bytes) is the fast path for uint8[] fields on Humble and Kilted alike.
+    # array('B') is the fast path for uint8[] fields on Humble and Kilted alike; frombytes
+    # of the array's own buffer copies once (array("B", rgb.tobytes()) copies twice).
+    data = array.array("B")
+    data.frombytes(memoryview(rgb).cast("B"))
     return Image(header=copy_header(header), height=height, width=width, encoding="rgb8",
-                 is_bigendian=0, step=3 * width, data=array.array("B", rgb.tobytes()))
+                 is_bigendian=0, step=3 * width, data=data)
 
 
 def depth_to_image_msg(depth_mm: np.ndarray, header: Header) -> Image:
