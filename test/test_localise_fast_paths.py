@@ -160,3 +160,12 @@ def test_a_uint16_frame_is_localised_and_cropped_as_its_float32_copy():
             assert np.array_equal(a.com_uvd, b.com_uvd) and (a.bbox, a.area_mm2) == (b.bbox, b.area_mm2)
             crop_a, crop_b = crop_hand(as_float, a.com_uvd, cam, 150.0), crop_hand(whole_mm, a.com_uvd, cam, 150.0)
             assert np.array_equal(crop_a.image, crop_b.image)
+
+
+def test_surfaces_shortcut_for_small_candidates_equals_the_labelled_answer(scenes, monkeypatch):
+    """Candidates smaller together than a surface skip the labelling: the same surfaces."""
+    loc = HandLocaliser()
+    short = [loc._surfaces(coarse, candidates, stride, cam) for coarse, candidates, _, cam, stride in scenes]
+    monkeypatch.setattr(localise, "_surely_below", lambda total, limit: False)
+    for (coarse, candidates, _, cam, stride), got in zip(scenes, short):
+        assert np.array_equal(got, loc._surfaces(coarse, candidates, stride, cam))

@@ -175,8 +175,15 @@ class HandLocaliser:
             k = min(self.near_pixels, values.size) - 1
             near_d = float(np.partition(values, k)[k])
             slab = candidates & (coarse < near_d + slab_mm)
-            labels, count = _label(slab, _EIGHT_CONNECTED)
             on_ring = ring & slab
+            border_mm = float(coarse[on_ring].sum(dtype=np.float64)) * (stride / abs(cam.fx))
+            if _surely_below(border_mm, self.max_border_contact_mm):
+                # not even all of the slab together meets the border that long (the usual
+                # case, a hand inside the image): no object runs out, no need to label them
+                found = np.zeros(full_shape, dtype=bool)
+                found[box] = candidates
+                return found, near_d
+            labels, count = _label(slab, _EIGHT_CONNECTED)
             # metric length of each slab object along the image border
             contact_mm = np.bincount(labels[on_ring], weights=coarse[on_ring], minlength=count + 1) * (stride / abs(cam.fx))
             running_out = contact_mm > self.max_border_contact_mm
@@ -203,6 +210,11 @@ class HandLocaliser:
         return surface
 
     def _surfaces_in_box(self, coarse, candidates, stride, cam, box, full_shape):
+        sample_area = stride * stride / abs(cam.fx * cam.fy)
+        if _surely_below(float(np.sum(coarse[candidates] ** 2, dtype=np.float64)) * sample_area, self.surface_area_mm2):
+            # all candidates together are smaller than a surface (the usual case near a
+            # tracked hand): no piece of them can be one
+            return np.zeros(coarse.shape, dtype=bool)
         gap = np.maximum(self.jump_mm, self.jump_fraction * coarse)         # [H/s, W/s]
         depth = np.where(candidates, coarse, np.float32(1e6))     # nothing: never nearer
         far_side = np.zeros(coarse.shape, dtype=bool)
@@ -352,6 +364,12 @@ class HandLocaliser:
         relief = _plane_rms(roi, mask, rows, cols) if area > self.max_area_mm2 else 0.0
         return HandDetection(com_uvd=np.array([u, v, d]), pixel_count=count * step * step, bbox=bbox,
                              area_mm2=area, near_mm=near_d), relief
+
+
+def _surely_below(total: float, limit: float) -> bool:
+    """total < limit with room for rounding: then no part of what `total` sums (non-negative
+    terms, summed in another order) can exceed limit."""
+    return total < limit * (1.0 - 1e-9)
 
 
 def _box_around(mask, margin: int = 0):

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from typing import Any
@@ -111,8 +112,9 @@ class Window:
         return len(self._values)
 
     def mean(self) -> float:
-        v = self.values()
-        return float(v.mean()) if v.size else float("nan")
+        # plain floats: no array per call (diagnostics ask every window once a second)
+        with self._lock:
+            return math.fsum(self._values) / len(self._values) if self._values else float("nan")
 
     def percentile(self, q: float) -> float:
         v = self.values()
