@@ -39,7 +39,9 @@ def fit(src, dst, device, batches, size) -> dict:
         g.manual_seed(seed)
         xs, ys = [], []
         for _ in range(batches):
-            crops, _, info = training_batch(size, g, SyntheticConfig(), device)
+            # crops as the model takes them (a fast model's are 64 px, not the default 128)
+            crops, _, info = training_batch(size, g, SyntheticConfig(), device, half_cube_mm=config.half_cube_mm,
+                                            out_size=config.input_size)
             with torch.no_grad():
                 uvd = model(crops)["uvd"]
             xs.append(model.handedness.offsets(uvd))
