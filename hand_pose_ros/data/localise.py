@@ -421,8 +421,9 @@ def _masked_depth(roi, mask):
     """(float32 roi where mask else 0, its float64 sum). Multiplying by the mask is several
     times faster than np.where; a masked-out NaN or inf (0 * inf is NaN) shows in the sum,
     and then np.where gives the exact answer."""
-    depth_in = (roi * mask).astype(np.float32, copy=False)
-    total = float(depth_in.sum(dtype=np.float64))
+    with np.errstate(invalid="ignore"):
+        depth_in = (roi * mask).astype(np.float32, copy=False)
+        total = float(depth_in.sum(dtype=np.float64))
     if not math.isfinite(total):
         depth_in = np.where(mask, roi, np.float32(0)).astype(np.float32, copy=False)
         total = float(depth_in.sum(dtype=np.float64))
