@@ -45,15 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--animation", type=Path, default=None,
                         help="also write the session view (GIF or MP4 by suffix) from the recording")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the recording's numbers")
-    synthetic = parser.add_argument_group("with --synthetic")
-    synthetic.add_argument("--model", default="", help="model file (default: model_path of config/pose.yaml)")
-    synthetic.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
-    synthetic.add_argument("--robot-hand", default=launch_plan.ARGUMENTS["robot_hand"][0])
-    synthetic.add_argument("--no-retarget", action="store_true", help="do not start the retargeting node")
-    synthetic.add_argument("--startup-timeout", type=float, default=180.0,
-                           help="seconds to wait for the first keypoints")
-    synthetic.add_argument("--log-level", default="warn", choices=("debug", "info", "warn", "error"),
-                           help="log level of the started nodes")
+    from .run import add_pipeline_arguments
+    add_pipeline_arguments(parser.add_argument_group("with --synthetic"), startup_timeout=180.0, log_level="warn",
+                           startup_help="seconds to wait for the first keypoints")
 
 
 # ---------------------------------------------------------------- the recorder

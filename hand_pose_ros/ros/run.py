@@ -37,17 +37,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=None,
                         help="measure for this many seconds after the first keypoints, then stop (default: until Ctrl-C)")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the measurements on stdout")
+    parser.add_argument("--depth-topic", default=launch_plan.ARGUMENTS["depth_topic"][0])
+    parser.add_argument("--camera-info-topic", default=launch_plan.ARGUMENTS["camera_info_topic"][0])
+    parser.add_argument("--rviz", action="store_true", help="also start rviz2 (when installed)")
+    add_pipeline_arguments(parser, startup_timeout=120.0, log_level="info",
+                           startup_help="seconds to wait for the first keypoints before measuring anyway")
+
+
+def add_pipeline_arguments(parser, startup_timeout: float, log_level: str, startup_help: str) -> None:
+    """The options of the nodes this module starts (shared by `hand-pose run` and `record --synthetic`)."""
     parser.add_argument("--robot-hand", default=launch_plan.ARGUMENTS["robot_hand"][0],
                         help="robot hand to retarget to (config/retarget_<hand>.yaml)")
     parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
     parser.add_argument("--model", default="", help="model file (default: model_path of config/pose.yaml)")
     parser.add_argument("--no-retarget", action="store_true", help="do not start the retargeting node")
-    parser.add_argument("--depth-topic", default=launch_plan.ARGUMENTS["depth_topic"][0])
-    parser.add_argument("--camera-info-topic", default=launch_plan.ARGUMENTS["camera_info_topic"][0])
-    parser.add_argument("--rviz", action="store_true", help="also start rviz2 (when installed)")
-    parser.add_argument("--startup-timeout", type=float, default=120.0,
-                        help="seconds to wait for the first keypoints before measuring anyway")
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warn", "error"),
+    parser.add_argument("--startup-timeout", type=float, default=startup_timeout, help=startup_help)
+    parser.add_argument("--log-level", default=log_level, choices=("debug", "info", "warn", "error"),
                         help="log level of the started nodes")
 
 
