@@ -111,6 +111,39 @@ def test_torch_cuda_fp16_graph_matches_fp32(checkpoint, crops):
     assert np.isfinite(graph.infer(np.zeros((1, 1, 128, 128), np.float32))[0]).all()
 
 
+def test_torch_bf16_and_channels_last_match_fp32_on_cpu(checkpoint, crops, random_onnx_model):
+    """bf16 (weights converted, or autocast) and NHWC give the FP32 answer to bf16's
+    precision; the decoders stay FP32, so an empty crop gives finite outputs."""
+    fp32 = TorchBackend.load(checkpoint, "cpu").infer(crops)[0]
+    empty = np.zeros((1, 1, 128, 128), np.float32)
+    for opts in (dict(precision="bf16"), dict(precision="bf16", fp16_mode="autocast"),
+                 dict(precision="fp32", channels_last=True), dict(precision="bf16", channels_last=True)):
+        backend = TorchBackend.load(checkpoint, "cpu", **opts)
+        uvd = backend.infer(crops)[0]
+        assert np.abs(uvd - fp32).max() < (1e-4 if opts["precision"] == "fp32" else 0.5), opts
+        assert np.isfinite(backend.infer(empty)[0]).all(), opts
+        info = backend.describe()
+        assert info["precision"] == opts["precision"] and info["channels_last"] == opts.get("channels_last", False)
+    with pytest.raises(ValueError, match="precision 'bf16' is not supported"):
+        OnnxRuntimeBackend.load(random_onnx_model, "cpu", precision="bf16")
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+def test_torch_cuda_bf16_channels_last_graph_and_compile_match_fp32(checkpoint, crops, tmp_path, monkeypatch):
+    """The H200 settings of gpu_report: bf16 NHWC in a CUDA graph, and torch.compile
+    (reduce-overhead) of it with the kernel cache in a fresh folder."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    fp32 = TorchBackend.load(checkpoint, "cuda").infer(crops)[0]
+    graph = TorchBackend.load(checkpoint, "cuda", precision="bf16", channels_last=True, cuda_graph=True)
+    graph.warmup(batch_size=2)
+    assert np.abs(graph.infer(crops)[0] - fp32).max() < 0.5
+    assert np.isfinite(graph.infer(np.zeros((1, 1, 128, 128), np.float32))[0]).all()
+    compiled = TorchBackend.load(checkpoint, "cuda", precision="bf16", channels_last=True, compile=True,
+                                 compile_mode="reduce-overhead")
+    assert np.abs(compiled.infer(crops)[0] - fp32).max() < 0.5
+    assert compiled.describe()["compiled"] and any((tmp_path / "inductor").rglob("*"))
+
+
 # ----------------------------------------------------------------------------- bad files
 def test_missing_file(tmp_path):
     for name in ("onnxruntime", "torch", "auto"):
@@ -234,6 +267,7 @@ def test_cpu_threads_do_not_need_torch(random_onnx_model):
     threads, and torch is never imported."""
     import subprocess
     import sys
+    pytest.importorskip("rclpy")  # the pose node's module imports ROS (absent on the GPU machine)
     code = f"""
 import sys
 sys.modules["torch"] = None  # unimportable, as on a robot without it

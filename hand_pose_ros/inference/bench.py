@@ -122,7 +122,9 @@ class ModelFiles:
 
 def backend_options(backend: str, args) -> dict:
     if backend == "torch":
-        return {"cuda_graph": bool(args.cuda_graph), "compile": bool(args.compile)}
+        return {"cuda_graph": bool(args.cuda_graph), "compile": bool(args.compile),
+                "channels_last": bool(getattr(args, "channels_last", False)),
+                "fp16_mode": getattr(args, "low_precision_mode", None) or "half"}
     if backend == "onnxruntime":
         return {"threads": args.threads, "cache_dir": getattr(args, "engine_cache", None)}
     return {"cache_dir": getattr(args, "engine_cache", None)}
@@ -328,7 +330,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
                         help="backend to time, or all (default: torch on cuda, onnxruntime on cpu)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when present")
-    parser.add_argument("--precision", nargs="+", choices=("fp32", "fp16", "int8"), default=["fp32"])
+    parser.add_argument("--precision", nargs="+", choices=("fp32", "fp16", "bf16", "int8"), default=["fp32"],
+                        help="bf16: torch only")
     parser.add_argument("--batch", nargs="+", type=int, default=[1], help="batch sizes (default 1)")
     parser.add_argument("--model", default=None, help="checkpoint or ONNX file (default: the shipped "
                         "models/srnet_synthetic.*, else a randomly initialised SRNet)")
@@ -340,6 +343,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (onnxruntime intra-op, torch)")
     parser.add_argument("--cuda-graph", action="store_true", help="torch: replay a captured CUDA graph")
     parser.add_argument("--compile", action="store_true", help="torch: torch.compile(mode='max-autotune')")
+    parser.add_argument("--channels-last", action="store_true", help="torch: NHWC weights and activations")
+    parser.add_argument("--low-precision-mode", choices=("half", "autocast"), default="half",
+                        help="torch fp16 / bf16: convert the weights (half, default) or autocast")
     parser.add_argument("--engine-cache", default=None,
                         help="tensorrt engines / onnxruntime int8 models cache directory")
     parser.add_argument("--node", action="store_true",

@@ -7,10 +7,15 @@ measured) and DIR/gpu_report.md (a table). Every part fails soft: its error is r
 the next part runs. Parts:
   environment          torch / CUDA / GPU / onnxruntime providers / tensorrt
   latency              torch eager FP32, eager FP16 (half and autocast), CUDA-graph FP32 / FP16
-                       at batch 1
-  throughput           CUDA-graph FP16 and eager FP16 at large batch (256, 512)
-  compiled             torch.compile(mode='max-autotune') FP16 batch 1, in a child process
-                       with a time limit (autotuning can take minutes)
+                       at batch 1; then the fast settings one at a time: bf16, channels_last
+  throughput           CUDA-graph FP16 / bf16 channels_last and eager FP16 at large batch
+  compiled             torch.compile(mode='max-autotune') bf16 channels_last at batch 1 and at
+                       large batch, each in a child process with a time limit (autotuning can
+                       take minutes): first with an empty kernel cache (cold), then again
+                       reusing it (warm: what a restarted node pays)
+  batchnorm            the same network with BatchNorm in place of InstanceNorm (random
+                       weights: timing only), CUDA-graph bf16 channels_last and compiled: what
+                       a BatchNorm full model (folded norms) would gain
   onnxruntime          CUDA execution provider when the installed onnxruntime has it; the
                        CPU provider at batch 1 for reference
   tensorrt             FP16 engine build + batch 1 / large batch, where tensorrt imports
@@ -103,14 +108,28 @@ def time_backend(files, device: str, backend: str, precision: str, batches, iter
     return {"backend": loaded.describe(), **rows}
 
 
-def compiled_in_child(model: str, out_dir: Path, timeout_s: int, iters: int, device: str) -> dict:
-    """torch.compile in a child process, so a slow autotune cannot eat the whole budget."""
+# reduce-overhead: inductor's fused kernels (the norm + ReLU in one) replayed as a CUDA
+# graph, with no autotuning, so its compile stays bounded; max-autotune adds kernel
+# autotuning (minutes cold) and is timed separately.
+COMPILED_SETTINGS = {"precision": "bf16", "channels_last": True, "compile_mode": "reduce-overhead"}
+
+
+def compiled_in_child(model: str, out_dir: Path, timeout_s: int, iters: int, device: str,
+                      batches=(1,), cache_dir: Path | None = None, settings=None) -> dict:
+    """torch.compile in a child process, so a slow autotune cannot eat the whole budget.
+    cache_dir: inductor's kernel cache for the child (the same folder twice = cold, then warm)."""
+    import os
+    settings = settings or COMPILED_SETTINGS
     target = out_dir / "compiled_part.json"
     target.unlink(missing_ok=True)
     command = [sys.executable, "-m", "hand_pose_ros.inference.gpu_report", "--child-compiled",
-               "--model", model, "--out", str(out_dir), "--iters", str(iters), "--device", device]
+               "--model", model, "--out", str(out_dir), "--iters", str(iters), "--device", device,
+               "--child-settings", json.dumps({**settings, "batches": list(batches)})]
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir)
     try:
-        done = subprocess.run(command, timeout=timeout_s, capture_output=True, text=True)
+        done = subprocess.run(command, timeout=timeout_s, capture_output=True, text=True, env=env)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"torch.compile(max-autotune) did not finish within {timeout_s} s") from None
     if done.returncode != 0 or not target.exists():
@@ -118,20 +137,41 @@ def compiled_in_child(model: str, out_dir: Path, timeout_s: int, iters: int, dev
     return json.loads(target.read_text())
 
 
-def child_compiled(model: str, out_dir: Path, iters: int, device: str) -> None:
+def child_compiled(model: str, out_dir: Path, iters: int, device: str, settings: dict) -> None:
     from .bench import ModelFiles
+    settings = dict(settings)
+    batches = settings.pop("batches", [1])
+    precision = settings.pop("precision", "bf16")
     start = time.perf_counter()
-    result = time_backend(ModelFiles(model, work_dir=out_dir), device, "torch", "fp16", [1], iters, 20, compile=True)
+    result = time_backend(ModelFiles(model, work_dir=out_dir), device, "torch", precision, batches, iters, 20,
+                          compile=True, **settings)
     result["compile_and_time_s"] = round(time.perf_counter() - start, 1)
     (out_dir / "compiled_part.json").write_text(json.dumps(result, default=str))
 
 
-def pipeline(files, device: str, iters: int) -> dict:
+def batchnorm_twin(files, out_dir: Path):
+    """The model's architecture with BatchNorm in place of its norm, random weights, saved
+    as a checkpoint (timing only: the shipped weights are InstanceNorm's)."""
+    import torch
+
+    from ..model import SRNet, save_checkpoint
+    from ..model.checkpoint import read_checkpoint
+    from ..model.config import SRNetConfig
+    if files.checkpoint is None:
+        raise ValueError("the BatchNorm twin needs the model as a checkpoint (.pt)")
+    stored = SRNetConfig.from_stored(read_checkpoint(files.checkpoint, "cpu", False)["config"])
+    config = stored.replace(norm="batch")
+    torch.manual_seed(0)
+    model = SRNet(config).eval()
+    return save_checkpoint(out_dir / "batchnorm_twin.pt", model, config)
+
+
+def pipeline(files, device: str, iters: int, precision: str = "fp16", **opts) -> dict:
     from .bench import time_pipeline
     from .estimator import HandPoseEstimator
-    backend = files.load("torch", device, "fp16", cuda_graph=device.startswith("cuda"))
+    backend = files.load("torch", device, precision, cuda_graph=device.startswith("cuda"), **opts)
     backend.warmup(1)
-    return time_pipeline(HandPoseEstimator(backend), iters, 10)
+    return {"backend": backend.describe(), **time_pipeline(HandPoseEstimator(backend), iters, 10)}
 
 
 def accuracy(files, device: str, frames: int) -> dict:
@@ -141,7 +181,9 @@ def accuracy(files, device: str, frames: int) -> dict:
 
     samples = list(fixed_test_set(frames))
     modes = {"fp32": dict(precision="fp32"), "fp16_half": dict(precision="fp16", fp16_mode="half"),
-             "fp16_autocast": dict(precision="fp16", fp16_mode="autocast")}
+             "fp16_autocast": dict(precision="fp16", fp16_mode="autocast"),
+             "bf16_half_channels_last": dict(precision="bf16", fp16_mode="half", channels_last=True),
+             "bf16_autocast": dict(precision="bf16", fp16_mode="autocast")}
     xyz, errors = {}, {}
     for mode, opts in modes.items():
         estimator = HandPoseEstimator(files.load("torch", device, **opts))
@@ -159,7 +201,7 @@ def accuracy(files, device: str, frames: int) -> dict:
         errors[mode] = {"mean_error_mm": float(np.mean(per_frame)) if per_frame else None,
                         "frames_estimated": len(per_frame)}
     result = {"frames": len(samples), **errors}
-    for mode in ("fp16_half", "fp16_autocast"):
+    for mode in [m for m in modes if m != "fp32"]:
         both = [(a, b) for a, b in zip(xyz["fp32"], xyz[mode]) if a is not None and b is not None]
         if both:
             diff = [np.linalg.norm(a - b, axis=-1) for a, b in both]
@@ -170,6 +212,57 @@ def accuracy(files, device: str, frames: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- markdown
+# Goal figures (issue 12, H200, full model) and the part each is read from, beside the part
+# that measures the shipped model as it ran before (CUDA-graph FP16, eager InstanceNorm).
+GOALS = (
+    ("batch 1 latency p50 (ms)", "best_batch1", "cuda_graph_fp16", "batch_1", "p50", 0.7, "<="),
+    ("large-batch frames/s", "best_throughput", "cuda_graph_fp16", "batch_256", "frames_per_s", 12000, ">="),
+    ("whole pipeline p50 (ms)", "pipeline_fast", "pipeline", None, "total", 2.0, "<="),
+)
+
+
+def _label(part: dict) -> str:
+    backend = part.get("backend", {})
+    words = [backend.get("backend", "?")]
+    for flag, word in (("cuda_graph", "graph"), ("compiled", "compiled"), ("channels_last", "NHWC")):
+        if backend.get(flag):
+            words.append(word)
+    if backend.get("fp16_mode"):
+        words.append(backend["fp16_mode"])
+    return " ".join(words)
+
+
+def _figure(parts: dict, name: str, batch_key, field: str):
+    part = parts.get(name, {})
+    if not part.get("ok"):
+        return None, None
+    if batch_key is None:  # a pipeline part
+        return part[f"{field}_ms"]["p50"], None
+    rows = {k: v for k, v in part.items() if k.startswith("batch_")}
+    if field == "frames_per_s":
+        key = max(rows, key=lambda k: rows[k]["frames_per_s"]) if rows else None
+        return (rows[key]["frames_per_s"], key) if key else (None, None)
+    return (rows[batch_key]["latency_ms"][field], batch_key) if batch_key in rows else (None, None)
+
+
+def best_parts(parts: dict) -> None:
+    """Adds 'best_batch1' and 'best_throughput': the fastest measured setting of the shipped
+    weights (parts named *batchnorm* are another network and are excluded)."""
+    batch1, throughput = [], []
+    for name, part in parts.items():
+        if not part.get("ok") or "batchnorm" in name or name.startswith("best_") or "onnxruntime_cpu" in name:
+            continue
+        for key, row in part.items():
+            if key == "batch_1":
+                batch1.append((row["latency_ms"]["p50"], name))
+            elif key.startswith("batch_"):
+                throughput.append((-row["frames_per_s"], name))
+    if batch1:
+        parts["best_batch1"] = {**parts[min(batch1)[1]], "from_part": min(batch1)[1]}
+    if throughput:
+        parts["best_throughput"] = {**parts[min(throughput)[1]], "from_part": min(throughput)[1]}
+
+
 def markdown(data: dict) -> str:
     parts = data["parts"]
     env = parts.get("environment", {})
@@ -179,34 +272,51 @@ def markdown(data: dict) -> str:
              "| part | backend | precision | batch | p50 ms | p95 ms | p99 ms | ms/frame | frames/s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, part in parts.items():
+        if name.startswith("best_"):
+            continue
         if not part.get("ok"):
             if name != "environment":
                 lines.append(f"| {name} | failed: {str(part.get('error', ''))[:120]} | | | | | | | |")
             continue
-        backend = part.get("backend", {})
         for key, row in part.items():
             if not key.startswith("batch_"):
                 continue
             lat = row["latency_ms"]
-            what = backend.get("backend", "?") + (" graph" if backend.get("cuda_graph") else "") + \
-                (" compiled" if backend.get("compiled") else "") + \
-                (f" {backend.get('fp16_mode')}" if backend.get("fp16_mode") else "")
-            lines.append(f"| {name} | {what} | {backend.get('precision', '?')} | {row['batch']} | {lat['p50']:.3f} | "
-                         f"{lat['p95']:.3f} | {lat['p99']:.3f} | {row['ms_per_frame']:.4f} | {row['frames_per_s']:.0f} |")
-    pipe = parts.get("pipeline", {})
-    if pipe.get("ok"):
-        lines += ["", f"Whole pipeline (640x480, torch CUDA-graph FP16): total p50 {pipe['total_ms']['p50']:.2f} ms, "
-                      f"p95 {pipe['total_ms']['p95']:.2f} ms; infer p50 {pipe['infer_ms']['p50']:.2f} ms, "
-                      f"localise p50 {pipe['localise_ms']['p50']:.2f} ms."]
+            lines.append(f"| {name} | {_label(part)} | {part.get('backend', {}).get('precision', '?')} | {row['batch']} | "
+                         f"{lat['p50']:.3f} | {lat['p95']:.3f} | {lat['p99']:.3f} | {row['ms_per_frame']:.4f} | "
+                         f"{row['frames_per_s']:.0f} |")
+    for name in [n for n in parts if n.startswith("pipeline")]:
+        pipe = parts[name]
+        if pipe.get("ok"):
+            lines += ["", f"Whole pipeline `{name}` (640x480, {_label(pipe)} {pipe.get('backend', {}).get('precision', '')}): "
+                          f"total p50 {pipe['total_ms']['p50']:.2f} ms, p95 {pipe['total_ms']['p95']:.2f} ms; infer p50 "
+                          f"{pipe['infer_ms']['p50']:.2f} ms, localise p50 {pipe['localise_ms']['p50']:.2f} ms."]
+    for name in ("compiled_cold", "compiled_warm"):
+        part = parts.get(name, {})
+        if part.get("ok"):
+            lines.append(f"\n`{name}`: compile + timing took {part['compile_and_time_s']} s in its child process.")
+    lines += ["", "| goal | now | shipped model, same run | now / shipped | goal | met |", "|---|---|---|---|---|---|"]
+    for what, new_part, old_part, batch_key, field, goal, sense in GOALS:
+        now, now_key = _figure(parts, new_part, batch_key, field)
+        old, _ = _figure(parts, old_part, now_key if field == "frames_per_s" else batch_key, field)
+        if now is None:
+            lines.append(f"| {what} | not measured | {old if old is not None else '-'} | | {sense} {goal} | no |")
+            continue
+        met = now <= goal if sense == "<=" else now >= goal
+        ratio = f"{now / old:.2f}" if old else "-"
+        source = parts.get(new_part, {}).get("from_part", new_part) + (f" {now_key}" if now_key else "")
+        lines.append(f"| {what} ({source}) | {now:.3f} | {'-' if old is None else f'{old:.3f}'} | {ratio} | "
+                     f"{sense} {goal} | {'yes' if met else '**no**'} |")
     acc = parts.get("accuracy", {})
     if acc.get("ok"):
         lines += ["", f"Accuracy on {acc['frames']} fixed synthetic test frames"
                       + (" (RANDOM MODEL: not meaningful)" if data.get("random_model") else "") + ":", ""]
-        for mode in ("fp32", "fp16_half", "fp16_autocast"):
+        modes = [k for k, v in acc.items() if isinstance(v, dict) and "mean_error_mm" in v]
+        for mode in modes:
             error = acc[mode]["mean_error_mm"]
             lines.append(f"- {mode}: mean joint error {'-' if error is None else f'{error:.2f}'} mm "
                          f"({acc[mode]['frames_estimated']} frames with a hand)")
-        for mode in ("fp16_half", "fp16_autocast"):
+        for mode in modes:
             if f"{mode}_minus_fp32_mean_error_mm" in acc:
                 diff = acc[f"{mode}_vs_fp32_keypoint_diff_mm"]
                 lines.append(f"- {mode} - fp32 mean error: {acc[f'{mode}_minus_fp32_mean_error_mm']:+.3f} mm; "
@@ -225,17 +335,21 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="directory for gpu_report.json / gpu_report.md")
     parser.add_argument("--iters", type=int, default=200, help="timed iterations at small batch")
     parser.add_argument("--frames", type=int, default=64, help="fixed synthetic test frames for the accuracy part")
-    parser.add_argument("--large-batch", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--compile-timeout", type=int, default=200, help="seconds allowed for torch.compile")
+    parser.add_argument("--large-batch", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--compile-timeout", type=int, default=200, help="seconds allowed for each torch.compile child")
+    parser.add_argument("--skip", nargs="*", default=[], help="part names to leave out (e.g. accuracy tensorrt_fp16)")
     parser.add_argument("--device", default="cuda", help="cuda (default); 'cpu' only dry-runs the plumbing")
     parser.add_argument("--child-compiled", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-settings", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     setup_cli_logging()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.child_compiled:
-        child_compiled(args.model, out_dir, args.iters, args.device)
+        child_compiled(args.model, out_dir, args.iters, args.device, json.loads(args.child_settings))
         return 0
+
+    import tempfile
 
     import torch
 
@@ -251,25 +365,49 @@ def main(argv=None) -> int:
         files = ModelFiles(save_checkpoint(out_dir / "random_srnet.pt", files.model, files.config), work_dir=out_dir)
     report = Report(out_dir, files.description + (" (RANDOM WEIGHTS: timing only)" if random_model else ""))
     report.data["random_model"] = random_model
+    n, large = args.iters, args.large_batch
+    fast = dict(channels_last=True)
+    model_path = str(files.checkpoint or files.onnx)
+    compile_cache = Path(tempfile.mkdtemp(prefix="inductor_cache_"))  # empty: the first child is cold
+    parts = [
+        ("environment", environment),
+        ("eager_fp32", time_backend, files, device, "torch", "fp32", [1], n, 10),
+        ("eager_fp16_half", time_backend, files, device, "torch", "fp16", [1], n, 10),
+        ("eager_fp16_autocast", time_backend, files, device, "torch", "fp16", [1], n, 10, dict(fp16_mode="autocast")),
+        ("cuda_graph_fp32", time_backend, files, device, "torch", "fp32", [1], n, 10, dict(cuda_graph=True)),
+        ("cuda_graph_fp16", time_backend, files, device, "torch", "fp16", [1, *large], n, 10, dict(cuda_graph=True)),
+        ("cuda_graph_bf16", time_backend, files, device, "torch", "bf16", [1], n, 10, dict(cuda_graph=True)),
+        ("cuda_graph_fp16_nhwc", time_backend, files, device, "torch", "fp16", [1], n, 10,
+         dict(cuda_graph=True, **fast)),
+        ("cuda_graph_bf16_nhwc", time_backend, files, device, "torch", "bf16", [1, *large], n, 10,
+         dict(cuda_graph=True, **fast)),
+        ("eager_fp16_large_batch", time_backend, files, device, "torch", "fp16", large[:1], n, 3),
+        ("compiled_cold", compiled_in_child, model_path, out_dir, args.compile_timeout, n, device, [1],
+         compile_cache),
+        ("compiled_warm", compiled_in_child, model_path, out_dir, args.compile_timeout, n, device, [1, large[0]],
+         compile_cache),
+        ("compiled_max_autotune", compiled_in_child, model_path, out_dir, args.compile_timeout, n, device, [1],
+         compile_cache, {**COMPILED_SETTINGS, "compile_mode": "max-autotune"}),
+        ("pipeline", pipeline, files, device, n),
+        ("pipeline_fast", pipeline, files, device, n, "bf16", dict(**fast)),
+        ("accuracy", accuracy, files, device, args.frames),
+        ("onnxruntime_cuda", time_backend, files, device, "onnxruntime", "fp32", [1, 64], n, 5),
+        ("onnxruntime_cpu", time_backend, files, "cpu", "onnxruntime", "fp32", [1], 20, 3),
+        ("tensorrt_fp16", time_backend, files, device, "tensorrt", "fp16", [1, *large], n, 10),
+    ]
     with contextlib.redirect_stdout(sys.stderr):
-        report.part("environment", environment)
-        n = args.iters
-        large = args.large_batch
-        report.part("eager_fp32", time_backend, files, device, "torch", "fp32", [1], n, 10)
-        report.part("eager_fp16_half", time_backend, files, device, "torch", "fp16", [1], n, 10)
-        report.part("eager_fp16_autocast", time_backend, files, device, "torch", "fp16", [1], n, 10,
-                    fp16_mode="autocast")
-        report.part("cuda_graph_fp32", time_backend, files, device, "torch", "fp32", [1], n, 10, cuda_graph=True)
-        report.part("cuda_graph_fp16", time_backend, files, device, "torch", "fp16", [1, *large], n, 10,
-                    cuda_graph=True)
-        report.part("eager_fp16_large_batch", time_backend, files, device, "torch", "fp16", large, n, 3)
-        report.part("pipeline", pipeline, files, device, n)
-        report.part("accuracy", accuracy, files, device, args.frames)
-        report.part("onnxruntime_cuda", time_backend, files, device, "onnxruntime", "fp32", [1, 64], n, 5)
-        report.part("onnxruntime_cpu", time_backend, files, "cpu", "onnxruntime", "fp32", [1], 20, 3)
-        report.part("tensorrt_fp16", time_backend, files, device, "tensorrt", "fp16", [1, *large], n, 10)
-        report.part("compiled_fp16", compiled_in_child, str(files.checkpoint or files.onnx), out_dir,
-                    args.compile_timeout, n, device)
+        for name, fn, *rest in parts:
+            if name in args.skip:
+                continue
+            kwargs = rest.pop() if rest and isinstance(rest[-1], dict) and fn is not compiled_in_child else {}
+            report.part(name, fn, *rest, **kwargs)
+        if "batchnorm" not in args.skip and not random_model:
+            twin = ModelFiles(batchnorm_twin(files, out_dir), work_dir=out_dir)
+            report.part("batchnorm_cuda_graph_bf16_nhwc", time_backend, twin, device, "torch", "bf16", [1, *large],
+                        n, 10, cuda_graph=True, **fast)
+            report.part("batchnorm_compiled", compiled_in_child, str(twin.checkpoint), out_dir,
+                        args.compile_timeout, n, device, [1, large[0]], compile_cache)
+        best_parts(report.data["parts"])
     report.data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     report.save()
     print((out_dir / "gpu_report.md").read_text())

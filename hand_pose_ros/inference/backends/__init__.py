@@ -122,7 +122,7 @@ def choose_backend(model_path, device: str | None = None) -> Choice:
 def create_backend(name: str, model_path, device: str | None = None, precision: str | None = None,
                    cpu_threads: int = 0, **opts) -> Backend:
     """Load `model_path` with backend `name` (or 'auto'). opts go to that backend's load():
-    torch: fp16_mode, cuda_graph, compile, compile_mode; onnxruntime: threads, tensorrt,
+    torch: fp16_mode, cuda_graph, compile, compile_mode, channels_last; onnxruntime: threads, tensorrt,
     graph_optimization, precise_norm, calibration_crops + cache_dir (int8); tensorrt:
     cache_dir, workspace_mb, batch_profile, calibration_crops, force_rebuild.
     All: expected_keypoints (J or names). cpu_threads > 0: CPU threads of whichever backend
@@ -152,7 +152,7 @@ def create_backend(name: str, model_path, device: str | None = None, precision: 
 
 
 _OPTIONS = {
-    "torch": {"fp16_mode", "cuda_graph", "compile", "compile_mode", "threads"},
+    "torch": {"fp16_mode", "cuda_graph", "compile", "compile_mode", "channels_last", "threads"},
     "onnxruntime": {"threads", "tensorrt", "graph_optimization", "precise_norm", "calibration_crops", "cache_dir"},
     "tensorrt": {"cache_dir", "workspace_mb", "batch_profile", "calibration_crops", "force_rebuild"},
 }

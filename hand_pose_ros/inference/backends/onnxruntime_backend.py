@@ -127,14 +127,14 @@ def quantised_model(model_bytes: bytes, onnx_path, config, crops_source, cache_d
     import onnxruntime
 
     from ..model_file import sha256_file
-    from ..quantize import quantize_graph
+    from ..quantize import UINT8_RECIPE, quantize_graph
     from .engine_cache import CalibrationBatches, EngineCache, EngineKey, calibration_crops
 
     batches = CalibrationBatches(calibration_crops(crops_source, config, 64), 8, config.input_size)
     key = EngineKey(onnx_sha256=sha256_file(onnx_path), precision="int8",
                     batch_profile=(1, 1, 1),  # unused: the quantised model keeps the dynamic batch
                     runtime_version=onnxruntime.__version__, device_name="cpu", workspace_mb=0,
-                    calibration_sha256=batches.sha256(), runtime="onnxruntime")
+                    calibration_sha256=batches.sha256(), runtime="onnxruntime", build_recipe=UINT8_RECIPE)
 
     def build() -> bytes:
         with tempfile.TemporaryDirectory() as folder:

@@ -1,10 +1,14 @@
-"""PyTorch backend: a checkpoint on CPU or CUDA, FP32 or FP16, with optional CUDA-graph
-replay for fixed batch sizes and optional torch.compile.
+"""PyTorch backend: a checkpoint on CPU or CUDA, FP32, FP16 or bf16, with optional
+CUDA-graph replay for fixed batch sizes, channels_last memory and optional torch.compile.
 
-FP16 ('half' mode, the default) converts the weights and the input to float16; the
+FP16 / bf16 ('half' mode, the default) converts the weights and the input to that type; the
 decoders inside SRNet.forward cast to FP32 before their reductions (model/decoders.py), so
 the depth reduction's eps never underflows and an empty crop gives 0, not NaN. 'autocast'
 mode keeps FP32 weights and lets torch.autocast pick per-op precision instead.
+
+torch.compile keeps its compiled kernels in an on-disk cache (COMPILE_CACHE_SUBDIR of the
+project cache unless TORCHINDUCTOR_CACHE_DIR is set), so only a process's first compile of
+a model pays the full autotuning time; the next start reuses it.
 """
 from __future__ import annotations
 
@@ -17,7 +21,20 @@ import torch
 from ..model_file import model_file_error, model_kind
 from .base import Backend, check_precision, log, normalise_device
 
-FP16_MODES = ("half", "autocast")
+FP16_MODES = ("half", "autocast")  # how fp16 / bf16 run (the name predates bf16)
+PRECISIONS = ("fp32", "fp16", "bf16")
+LOW_PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+COMPILE_CACHE_SUBDIR = "torchinductor"
+
+
+def use_compile_cache() -> str:
+    """Point inductor's on-disk cache at the project cache (once per process), unless the
+    user chose a directory: a node restarted on the same machine compiles from cache."""
+    import os
+    if not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        from .engine_cache import default_cache_dir
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(default_cache_dir() / COMPILE_CACHE_SUBDIR)
+    return os.environ["TORCHINDUCTOR_CACHE_DIR"]
 
 
 class GraphOutputs(torch.nn.Module):
@@ -41,9 +58,10 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, model, config, model_path=None, device="cpu", precision=None,
-                 fp16_mode="half", cuda_graph=False, compile=False, compile_mode="max-autotune"):
+                 fp16_mode="half", cuda_graph=False, compile=False, compile_mode="max-autotune",
+                 channels_last=False):
         device = normalise_device(device)
-        precision = check_precision(precision, ("fp32", "fp16"), self.name)
+        precision = check_precision(precision, PRECISIONS, self.name)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError("torch backend: device 'cuda' requested but torch.cuda.is_available() is False")
         if fp16_mode not in FP16_MODES:
@@ -52,15 +70,22 @@ class TorchBackend(Backend):
             raise ValueError("cuda_graph=True needs device 'cuda'")
         super().__init__(config, model_path, device, precision)
         self.fp16_mode = fp16_mode
-        self.autocast = precision == "fp16" and fp16_mode == "autocast"
-        self.input_dtype = torch.float16 if precision == "fp16" and fp16_mode == "half" else torch.float32
+        self.low_dtype = LOW_PRECISION_DTYPES.get(precision)
+        self.autocast = self.low_dtype is not None and fp16_mode == "autocast"
+        self.input_dtype = self.low_dtype if self.low_dtype is not None and fp16_mode == "half" else torch.float32
+        # NHWC: cuDNN's tensor-core convolutions want it; the 1-channel input is the same
+        # bytes either way, so only the weights and activations change layout.
+        self.channels_last = bool(channels_last)
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
 
         if device.startswith("cuda"):
             # Fixed input shapes: let cuDNN time its convolution algorithms once and keep the fastest.
             torch.backends.cudnn.benchmark = True
         model = model.eval().to(device)
-        if self.input_dtype == torch.float16:
-            model = model.half()
+        if self.input_dtype != torch.float32:
+            model = model.to(self.input_dtype)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         for p in model.parameters():
             p.requires_grad_(False)
         self.module = GraphOutputs(model).eval()
@@ -73,6 +98,7 @@ class TorchBackend(Backend):
                 log.info("torch backend: compile mode %r captures CUDA graphs itself; "
                          "skipping the manual CUDA-graph capture", compile_mode)
                 cuda_graph = False
+            log.info("torch backend: torch.compile(mode=%r), kernel cache %s", compile_mode, use_compile_cache())
             self.runner = torch.compile(self.module, mode=compile_mode, dynamic=False)
         else:
             self.runner = self.module
@@ -82,8 +108,8 @@ class TorchBackend(Backend):
     @classmethod
     def load(cls, model_path, device=None, precision=None, expected_keypoints=None, threads: int = 0,
              **opts) -> "TorchBackend":
-        """opts: fp16_mode ('half' | 'autocast'), cuda_graph (bool), compile (bool),
-        compile_mode (default 'max-autotune'). threads > 0: torch's intra-op CPU threads
+        """opts: fp16_mode ('half' | 'autocast', for fp16 and bf16), cuda_graph (bool),
+        compile (bool), compile_mode (default 'max-autotune'), channels_last (bool). threads > 0: torch's intra-op CPU threads
         (process-wide: torch has no per-model setting)."""
         from ...model import load_model
         from ..model_file import check_expected
@@ -110,7 +136,7 @@ class TorchBackend(Backend):
         with torch.inference_mode():
             if self.autocast:
                 device_type = "cuda" if self.device.startswith("cuda") else "cpu"
-                with torch.autocast(device_type, dtype=torch.float16):
+                with torch.autocast(device_type, dtype=self.low_dtype):
                     return self.runner(x)
             return self.runner(x)
 
@@ -129,7 +155,7 @@ class TorchBackend(Backend):
             if self.cuda_graph:
                 outputs = self._replay(x)
             else:
-                x = x.to(self.device, non_blocking=True).to(self.input_dtype)
+                x = x.to(self.device, non_blocking=True).to(self.input_dtype, memory_format=self.memory_format)
                 outputs = self._forward(x)
             # .float() before .cpu(): one small FP32 copy back, whatever the compute precision.
             return tuple(output[:batch].float().cpu().numpy() for output in outputs)
@@ -156,7 +182,8 @@ class TorchBackend(Backend):
     def _capture_on_device(self, batch: int) -> None:
         start = time.perf_counter()
         m = self.config.input_size
-        static_in = torch.zeros((batch, 1, m, m), device=self.device, dtype=self.input_dtype)
+        static_in = torch.zeros((batch, 1, m, m), device=self.device, dtype=self.input_dtype).contiguous(
+            memory_format=self.memory_format)
         # Warm up on a side stream first (cuDNN algorithm choice, allocator), as the CUDA
         # graph documentation asks, then capture one forward pass.
         side = torch.cuda.Stream(device=self.device)
@@ -185,8 +212,8 @@ class TorchBackend(Backend):
 
     def describe(self) -> dict:
         info = super().describe()
-        info.update(fp16_mode=self.fp16_mode if self.precision == "fp16" else None,
-                    cuda_graph=self.cuda_graph, compiled=self.compiled,
+        info.update(fp16_mode=self.fp16_mode if self.low_dtype is not None else None,
+                    channels_last=self.channels_last, cuda_graph=self.cuda_graph, compiled=self.compiled,
                     compile_mode=self.compile_mode if self.compiled else None,
                     torch=torch.__version__)
         if self.device.startswith("cuda"):
