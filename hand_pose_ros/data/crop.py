@@ -131,6 +131,15 @@ def _source_taps_np(size: int, out: int):
     return i0, i1, frac
 
 
+def _crop_square(com_uvd, cam: Intrinsics, half_cube_mm: float):
+    """(com [3] float64, box, left, top) of one crop, checked: the square crop_hand cuts."""
+    com = np.asarray(com_uvd, dtype=np.float64).reshape(-1)
+    if com.shape != (3,) or not np.isfinite(com).all():
+        raise ValueError(f"com_uvd must be 3 finite numbers (u, v, d), got {com_uvd!r}")
+    box = box_size(float(com[2]), cam, half_cube_mm)
+    return com, box, int(math.floor(com[0])) - box // 2, int(math.floor(com[1])) - box // 2
+
+
 def crop_hand(depth_mm: np.ndarray, com_uvd, cam: Intrinsics, half_cube_mm: float,
               out_size: int = 128) -> Crop:
     """Normalised out_size x out_size crop of `depth_mm` [H, W] (mm, 0 = invalid) around
@@ -138,13 +147,8 @@ def crop_hand(depth_mm: np.ndarray, com_uvd, cam: Intrinsics, half_cube_mm: floa
     depth_mm = np.asarray(depth_mm)
     if depth_mm.ndim != 2:
         raise ValueError(f"depth_mm must be a 2-D [H, W] image, got shape {depth_mm.shape}")
-    com = np.asarray(com_uvd, dtype=np.float64).reshape(-1)
-    if com.shape != (3,) or not np.isfinite(com).all():
-        raise ValueError(f"com_uvd must be 3 finite numbers (u, v, d), got {com_uvd!r}")
-    box = box_size(float(com[2]), cam, half_cube_mm)
+    com, box, left, top = _crop_square(com_uvd, cam, half_cube_mm)
     size = 2 * (box // 2)
-    left = int(math.floor(com[0])) - box // 2
-    top = int(math.floor(com[1])) - box // 2
     height, width = depth_mm.shape
 
     r0, r1, wy = _source_taps_np(size, out_size)
@@ -210,8 +214,7 @@ def crop_batch_torch(depth, com_uvd, cam: Intrinsics, half_cube_mm, out_size: in
 
     if depth.dim() != 3:
         raise ValueError(f"depth must be [B, H, W], got shape {tuple(depth.shape)}")
-    device = depth.device
-    batch, height, width = depth.shape
+    device, batch = depth.device, depth.shape[0]
     com = torch.as_tensor(com_uvd, device=device).to(torch.float64).reshape(batch, 3)
     cube = torch.as_tensor(half_cube_mm, device=device, dtype=torch.float64).expand(batch).clone()
     if not bool(torch.isfinite(com).all()) or bool((com[:, 2] <= 0).any()):
@@ -222,8 +225,36 @@ def crop_batch_torch(depth, com_uvd, cam: Intrinsics, half_cube_mm, out_size: in
     box, left, top = crop_window_torch(com, cam, cube)
     if bool((box < 2).any()):
         raise ValueError(f"crop box below 2 px (hand too far away?): boxes {box.tolist()}")
-    size = 2 * (box // 2)                                                        # [B]
+    image = _crop_images_torch(depth, com[:, 2], cube, box, left, top, out_size)
+    return CropBatch(image=image, com_uvd=com, box=box, half_cube_mm=cube)
 
+
+def crop_hand_torch(depth, com_uvd, cam: Intrinsics, half_cube_mm: float, out_size: int = 128) -> Crop:
+    """crop_hand of a torch frame [H, W] (mm, 0 invalid; any dtype, any device): the square
+    and its checks from crop_hand's host numbers, the gather and resize on the frame's
+    device (crop_batch_torch's, equal to crop_hand to float rounding). The image comes back
+    to the host (a Crop, as crop_hand's); nothing else waits for the device."""
+    import torch
+
+    if depth.dim() != 2:
+        raise ValueError(f"depth_mm must be a 2-D [H, W] image, got shape {tuple(depth.shape)}")
+    com, box, left, top = _crop_square(com_uvd, cam, half_cube_mm)
+    # one copy up: (com_d, cube, box, left, top), whole numbers exact in float64
+    params = torch.tensor([com[2], float(half_cube_mm), box, left, top], dtype=torch.float64).to(depth.device)
+    whole = params[2:].to(torch.int64)
+    image = _crop_images_torch(depth[None], params[:1], params[1:2], whole[:1], whole[1:2], whole[2:3], out_size)
+    return Crop(image=image[0].cpu().numpy(), com_uvd=com, box=box, half_cube_mm=float(half_cube_mm),
+                left=left, top=top)
+
+
+def _crop_images_torch(depth, centre_d, cube, box, left, top, out_size: int):
+    """depth [B, H, W]; centre_d, cube [B] float64; box, left, top [B] int64 (checked) ->
+    image [B, out, out] float32 on depth's device."""
+    import torch
+
+    device = depth.device
+    batch, height, width = depth.shape
+    size = 2 * (box // 2)                                                        # [B]
     i = torch.arange(out_size, device=device, dtype=torch.int64)
     num = ((2 * i + 1)[None, :] * size[:, None] - out_size).clamp(min=0)        # [B, out]
     i0 = num // (2 * out_size)
@@ -238,7 +269,7 @@ def crop_batch_torch(depth, com_uvd, cam: Intrinsics, half_cube_mm, out_size: in
     flat = row_start[:, :, None] + cols.clamp(0, width - 1)[:, None, :]
     taps = depth.reshape(-1)[flat].to(torch.float32)                           # [B, 2out, 2out]
 
-    centre = com[:, 2].to(torch.float32)[:, None, None]
+    centre = centre_d.to(torch.float32)[:, None, None]
     cube32 = cube.to(torch.float32)[:, None, None]
     keep = (taps > centre - cube32) & (taps < centre + cube32) & (taps > 0)
     keep &= row_ok[:, :, None] & col_ok[:, None, :]
@@ -249,8 +280,7 @@ def crop_batch_torch(depth, com_uvd, cam: Intrinsics, half_cube_mm, out_size: in
     wy = frac[:, :, None]
     top_row = values[:, :n, :n] + (values[:, :n, n:] - values[:, :n, :n]) * wx
     bottom_row = values[:, n:, :n] + (values[:, n:, n:] - values[:, n:, :n]) * wx
-    image = (top_row + (bottom_row - top_row) * wy) / cube32                   # [B, out, out]
-    return CropBatch(image=image, com_uvd=com, box=box, half_cube_mm=cube)
+    return (top_row + (bottom_row - top_row) * wy) / cube32                    # [B, out, out]
 
 
 # ----------------------------------------------------------------------------- labels

@@ -38,11 +38,17 @@ of the foreground's pick (or when there is no such pick).
 
 With `seed_uvd` (last frame's centre) the search first looks only near the seed, so a
 tracked hand is kept even when something else comes nearer elsewhere in the image.
+
+The frame's pixels are read only through a "pixels" object (HostPixels here, numpy;
+localise_torch.DevicePixels for a frame on a torch device): the coarse grid, and each
+refinement step's depth test and sums. Everything else, every decision included, is this
+module's numpy code on the coarse grid, whichever holds the frame.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -98,19 +104,22 @@ class HandLocaliser:
         self.body_width_mm = float(body_width_mm)
 
     def locate(self, depth_mm: np.ndarray, cam: Intrinsics, seed_uvd=None) -> HandDetection | None:
-        """depth_mm [H, W] (mm, 0 invalid) -> the hand's HandDetection, or None (no hand)."""
-        depth_mm = np.asarray(depth_mm)
-        if depth_mm.ndim != 2:
-            raise ValueError(f"depth_mm must be a 2-D [H, W] image, got shape {depth_mm.shape}")
-        stride = max(1, depth_mm.shape[1] // self.coarse_width)
-        coarse = np.ascontiguousarray(depth_mm[::stride, ::stride], dtype=np.float32)   # [H/s, W/s]
+        """depth_mm [H, W] (mm, 0 invalid) -> the hand's HandDetection, or None (no hand).
+        (localise_torch.locate_tensor: the same for a frame on a torch device.)"""
+        return self.locate_pixels(HostPixels(depth_mm), cam, seed_uvd)
+
+    def locate_pixels(self, pixels, cam: Intrinsics, seed_uvd=None) -> HandDetection | None:
+        """locate() on a frame wrapped in HostPixels or localise_torch.DevicePixels. Every
+        decision is made here on the host, from the coarse grid and the refinement's sums."""
+        stride = max(1, pixels.shape[1] // self.coarse_width)
+        coarse = pixels.coarse(stride)                             # [H/s, W/s] float32, numpy
         near, far = self.depth_range_mm
         in_range = (coarse > near) & (coarse < far)
         if seed_uvd is not None:
-            found = self._search(depth_mm, cam, coarse, stride, in_range & self._seed_mask(coarse, stride, cam, seed_uvd))
+            found = self._search(pixels, cam, coarse, stride, in_range & self._seed_mask(coarse, stride, cam, seed_uvd))
             if found is not None:
                 return found
-        return self._search(depth_mm, cam, coarse, stride, in_range)
+        return self._search(pixels, cam, coarse, stride, in_range)
 
     # ------------------------------------------------------------------ steps
 
@@ -133,7 +142,7 @@ class HandLocaliser:
         mask[top:bottom, left:right] = disc & (np.abs(coarse[top:bottom, left:right] - d) < self.seed_radius_mm)
         return mask
 
-    def _search(self, depth_mm, cam, coarse, stride, candidates):
+    def _search(self, pixels, cam, coarse, stride, candidates):
         # Split the scene at depth jumps and drop the pieces too large to be a hand and arm
         # (the table, wall or floor behind the hand): the hand then stays apart from a
         # surface close behind it. If nothing is left (e.g. a hand resting on the table),
@@ -141,19 +150,19 @@ class HandLocaliser:
         foreground = candidates & ~self._surfaces(coarse, candidates, stride, cam)
         found = None
         if foreground.any():
-            found = self._search_objects(depth_mm, cam, coarse, stride, foreground, ball=True)
+            found = self._search_objects(pixels, cam, coarse, stride, foreground, ball=True)
         # The hand can also lie on a "surface" piece: a forearm reaching back to the table
         # joins hand, arm and table without a depth jump. The scene's nearest front that does
         # not run out of the image (as a tilted table does) is then the hand, when it is well
         # in front of the foreground's pick.
         interior, interior_near = self._interior_front(coarse, candidates, stride, cam)
         if interior is not None and (found is None or interior_near < found.near_mm - self.prefer_nearer_mm):
-            whole = self._search_objects(depth_mm, cam, coarse, stride, interior, ball=True)
+            whole = self._search_objects(pixels, cam, coarse, stride, interior, ball=True)
             if whole is not None and (found is None or whole.near_mm < found.near_mm - self.prefer_nearer_mm):
                 return whole
         if found is not None:
             return found
-        return self._search_objects(depth_mm, cam, coarse, stride, candidates, ball=False)
+        return self._search_objects(pixels, cam, coarse, stride, candidates, ball=False)
 
     def _interior_front(self, coarse, candidates, stride, cam, slab_mm=60.0, tries=3):
         """(candidates from the nearest depth slab that is not a surface running out of the
@@ -247,7 +256,7 @@ class HandLocaliser:
         # around the hand); inside the hand it is a palm pixel behind a finger, kept
         return surface | (far_side & candidates & _dilate(surface))
 
-    def _search_objects(self, depth_mm, cam, coarse, stride, candidates, ball):
+    def _search_objects(self, pixels, cam, coarse, stride, candidates, ball):
         candidates = candidates.copy()
         coarse_flat = coarse.ravel()
         # metric area of one coarse sample at depth z is z^2 * this
@@ -288,7 +297,7 @@ class HandLocaliser:
             else:
                 region = labels == labels.ravel()[nearest]             # [H/s, W/s]
             start = (start_u * stride, start_v * stride, near_d)
-            detection, relief_mm = self._refine(depth_mm, cam, region, stride, start, near_d)
+            detection, relief_mm = self._refine(pixels, cam, region, stride, start, near_d)
             if detection is not None and detection.area_mm2 > self.max_area_mm2 and relief_mm < self.min_relief_mm:
                 # a wall or a table nearest to the camera, not a hand: drop its whole
                 # object and look behind it
@@ -299,13 +308,15 @@ class HandLocaliser:
             candidates &= ~region  # too small after all: drop it, try the next object
         return None
 
-    def _refine(self, depth_mm, cam, region, stride, start, near_d):
+    def _refine(self, pixels, cam, region, stride, start, near_d):
         """Centre of mass around `start`, restricted to the coarse region's neighbourhood
         and the depth window behind near_d. Runs on every `step`-th pixel (half the coarse
         stride: 2 at 640 x 480), plenty for a centre of mass and 4x cheaper than every pixel.
         Returns (HandDetection or None, relief_mm): relief_mm is the RMS depth off the
-        region's best-fit plane, measured only for regions larger than max_area_mm2 (else 0)."""
-        height, width = depth_mm.shape
+        region's best-fit plane, measured only for regions larger than max_area_mm2 (else 0).
+        The window and the ball's shape (pure geometry) are computed here; `pixels` only
+        tests the frame's depths against them and sums (on the host or on a device)."""
+        height, width = pixels.shape
         step = max(1, stride // 2)
         near, far = self.depth_range_mm
         lo, hi = near, min(far, near_d + self.depth_window_mm)
@@ -334,36 +345,86 @@ class HandLocaliser:
             left, right = _on_grid(left, right, step, *col_span)
             if left >= right or top >= bottom:
                 return None, 0.0
-            roi = depth_mm[top:bottom:step, left:right:step]                 # view
             cols = np.arange(left, right, step)
             rows = np.arange(top, bottom, step)
-            disc = (((rows - v) / radius_v) ** 2)[:, None] + (((cols - u) / radius_u) ** 2)[None, :] < 1.0
+            # the ball's disc, on the coarse region's object (pixels whose coarse cell is in it)
+            shape = (((rows - v) / radius_v) ** 2)[:, None] + (((cols - u) / radius_u) ** 2)[None, :] < 1.0
+            shape &= _upsample_mask(grown, stride, rows, cols)
             # the depth window and the ball's depth range in one interval; float32 bounds, so
             # a uint16 frame compares exactly as its float32 copy would
-            mask = (roi > np.float32(max(lo, d - self.hand_radius_mm))) & (roi < np.float32(min(hi, d + self.hand_radius_mm)))
-            mask &= disc
-            # stay on the coarse region's object: drop pixels whose coarse cell is not in it
-            mask &= _upsample_mask(grown, stride, rows, cols)
-            count = int(np.count_nonzero(mask))
-            if count == 0:
+            low = np.float32(max(lo, d - self.hand_radius_mm))
+            high = np.float32(min(hi, d + self.hand_radius_mm))
+            sums = pixels.ball_sums((slice(top, bottom, step), slice(left, right, step)), low, high, shape, rows, cols)
+            if sums.count == 0:
                 return None, 0.0
-            depth_in, depth_sum = _masked_depth(roi, mask)
-            counts = mask.view(np.uint8)            # a bool is one byte: per-column / per-row counts
-            new_u = float(counts.sum(axis=0, dtype=np.int64) @ cols) / count
-            new_v = float(counts.sum(axis=1, dtype=np.int64) @ rows) / count
-            new_d = depth_sum / count
+            new_u = sums.col_sum / sums.count
+            new_v = sums.row_sum / sums.count
+            new_d = sums.depth_sum / sums.count
             moved = abs(new_u - u) + abs(new_v - v) + abs(new_d - d) * fx / new_d
             u, v, d = new_u, new_v, new_d
             if moved < 0.5:      # converged to within half a pixel
                 break
         # each sample stands for step x step pixels
-        area = float(np.sum(np.square(depth_in, dtype=np.float64))) * step * step / (fx * fy)
-        used_cols = cols[mask.any(axis=0)]
-        used_rows = rows[mask.any(axis=1)]
+        square_sum, row_used, col_used = pixels.ball_extent(sums)
+        area = square_sum * step * step / (fx * fy)
+        used_cols, used_rows = cols[col_used], rows[row_used]
         bbox = (int(used_cols[0]), int(used_rows[0]), int(used_cols[-1]) + step, int(used_rows[-1]) + step)
-        relief = _plane_rms(roi, mask, rows, cols) if area > self.max_area_mm2 else 0.0
-        return HandDetection(com_uvd=np.array([u, v, d]), pixel_count=count * step * step, bbox=bbox,
+        relief = _plane_rms(*pixels.ball_arrays(sums), rows, cols) if area > self.max_area_mm2 else 0.0
+        return HandDetection(com_uvd=np.array([u, v, d]), pixel_count=sums.count * step * step, bbox=bbox,
                              area_mm2=area, near_mm=near_d), relief
+
+
+class BallSums(NamedTuple):
+    """One refinement step's sums over its masked pixels: the count, the sums of their
+    column and row indices (whole numbers, as float) and of their depths (float64);
+    `state` is what the pixels' owner keeps for ball_extent / ball_arrays of that step."""
+    count: int
+    col_sum: float
+    row_sum: float
+    depth_sum: float
+    state: object
+
+
+class HostPixels:
+    """A numpy frame's pixel work for HandLocaliser: the coarse grid and the sums of one
+    refinement step (localise_torch.DevicePixels does the same on a torch device)."""
+
+    def __init__(self, depth_mm):
+        depth_mm = np.asarray(depth_mm)
+        if depth_mm.ndim != 2:
+            raise ValueError(f"depth_mm must be a 2-D [H, W] image, got shape {depth_mm.shape}")
+        self.depth = depth_mm
+        self.shape = depth_mm.shape
+
+    def coarse(self, stride: int) -> np.ndarray:
+        """Every stride-th pixel, float32 [ceil(H/s), ceil(W/s)]."""
+        return np.ascontiguousarray(self.depth[::stride, ::stride], dtype=np.float32)
+
+    def ball_sums(self, window, low, high, shape, rows, cols) -> BallSums:
+        """Sums over the window's pixels (a (row slice, column slice) of the frame, R x C)
+        with low < depth < high where `shape` [R, C] bool is True; rows [R], cols [C] are
+        their frame indices."""
+        roi = self.depth[window]                                          # view
+        mask = (roi > low) & (roi < high)
+        mask &= shape
+        count = int(np.count_nonzero(mask))
+        if count == 0:
+            return BallSums(0, 0.0, 0.0, 0.0, None)
+        depth_in, depth_sum = _masked_depth(roi, mask)
+        counts = mask.view(np.uint8)            # a bool is one byte: per-column / per-row counts
+        return BallSums(count, float(counts.sum(axis=0, dtype=np.int64) @ cols),
+                        float(counts.sum(axis=1, dtype=np.int64) @ rows), depth_sum, (roi, mask, depth_in))
+
+    def ball_extent(self, sums: BallSums):
+        """(sum of the squared depths (float64), rows used [R] bool, columns used [C] bool)
+        of the step that gave `sums`."""
+        _, mask, depth_in = sums.state
+        return float(np.sum(np.square(depth_in, dtype=np.float64))), mask.any(axis=1), mask.any(axis=0)
+
+    def ball_arrays(self, sums: BallSums):
+        """(roi [R, C], mask [R, C] bool) of that step, numpy."""
+        roi, mask, _ = sums.state
+        return roi, mask
 
 
 def _surely_below(total: float, limit: float) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..camera import Intrinsics
-from ..data.crop import crop_hand, recover_uvd
+from ..data.crop import crop_hand, crop_hand_torch, recover_uvd
 from ..data.localise import HandLocaliser
 from .backends.base import Backend
 
@@ -76,8 +76,21 @@ class HandPoseEstimator:
     """Localise + crop + infer + recover for single frames or batches of frames."""
 
     def __init__(self, backend: Backend, localiser: HandLocaliser | None = None,
-                 half_cube_mm: float | None = None):
+                 half_cube_mm: float | None = None, frame_device: str | None = None):
+        """frame_device: where localisation and cropping read the frame's pixels. None: on
+        the backend's device when that is a CUDA GPU (the frame goes up once per call, the
+        crop comes back for the backend), else numpy on the host; "numpy": always the host;
+        a torch device ("cuda", "cuda:1", "cpu"): torch there. The results are the same
+        (test/test_localise_torch.py); only where the time goes differs."""
         self.backend = backend
+        if frame_device is None:
+            device = str(getattr(backend, "device", "cpu") or "cpu")
+            frame_device = device if device.startswith("cuda") else "numpy"
+        self.frame_device = str(frame_device)
+        self._upload = None
+        if self.frame_device != "numpy":
+            from ..data.localise_torch import FrameUploader
+            self._upload = FrameUploader(self.frame_device)
         self.config = backend.config
         self.localiser = localiser or HandLocaliser()
         self.half_cube_mm = float(half_cube_mm if half_cube_mm is not None else self.config.half_cube_mm)
@@ -116,13 +129,19 @@ class HandPoseEstimator:
             if isinstance(seed, Estimate):
                 seed = seed.seed_uvd()
             t0, c0 = time.perf_counter(), time.thread_time()
-            found = self.localiser.locate(depth_mm, cam, seed_uvd=seed)
+            if self._upload is None:
+                frame, found = depth_mm, self.localiser.locate(depth_mm, cam, seed_uvd=seed)
+            else:   # the frame goes up once; localise and crop read it there
+                from ..data.localise_torch import locate_tensor
+                frame = self._upload(depth_mm)
+                found = locate_tensor(self.localiser, frame, cam, seed_uvd=seed)
             t1, c1 = time.perf_counter(), time.thread_time()
             wall["localise"] += t1 - t0
             cpu["localise"] += c1 - c0
             if found is None:
                 continue
-            crop = crop_hand(depth_mm, found.com_uvd, cam, self.half_cube_mm, self.config.input_size)
+            cut = crop_hand if frame is depth_mm else crop_hand_torch
+            crop = cut(frame, found.com_uvd, cam, self.half_cube_mm, self.config.input_size)
             wall["crop"] += time.perf_counter() - t1
             cpu["crop"] += time.thread_time() - c1
             pending.append((index, cam, crop))
@@ -185,5 +204,5 @@ class HandPoseEstimator:
         return depth_mm
 
     def describe(self) -> dict:
-        return {**self.backend.describe(), "half_cube_mm": self.half_cube_mm,
+        return {**self.backend.describe(), "half_cube_mm": self.half_cube_mm, "frame_device": self.frame_device,
                 "keypoint_names": list(self.keypoint_names)}
