@@ -20,6 +20,10 @@ from hand_pose_ros.ros import launch_plan
 def _nodes(context, *args, **kwargs):
     values = {name: LaunchConfiguration(name).perform(context) for name in launch_plan.ARGUMENTS}
     share = get_package_share_directory(launch_plan.PACKAGE)
+    # The Fast DDS profile with a shared-memory segment that holds a depth frame (config/fastdds.xml),
+    # unless the user set a profile; a camera driver started elsewhere needs it too to send
+    # whole frames to best-effort readers.
+    env = launch_plan.dds_environment(share)
     actions = []
     for n in launch_plan.plan(values, share):
         parameters = [str(p) for p in n.params_paths(share)]
@@ -27,7 +31,7 @@ def _nodes(context, *args, **kwargs):
             parameters.append(dict(n.overrides))
         actions.append(Node(package=n.package, executable=n.executable, name=n.name,
                             parameters=parameters, remappings=list(n.remappings),
-                            arguments=list(n.arguments), output="screen"))
+                            arguments=list(n.arguments), additional_env=dict(env), output="screen"))
     return actions
 
 

@@ -112,6 +112,8 @@ def run_commands(case: dict) -> list[dict]:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "defaults")
 def test_launch_file_and_run_start_the_same_nodes(monkeypatch, case):
     case = _case_args(case)
+    for name in launch_plan.DDS_PROFILE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     launched, declared = launch_file_nodes(monkeypatch, case)
     assert {d.args[0] for d in declared} == set(launch_plan.ARGUMENTS)
     ran = run_commands(case)
@@ -124,8 +126,43 @@ def test_launch_file_and_run_start_the_same_nodes(monkeypatch, case):
         assert {k: run_cmd.format_parameter_value(v) for k, v in overrides.items()} == cmd["overrides"]
         assert [tuple(r) for r in node["remappings"]] == cmd["remappings"]
         assert node["arguments"] == cmd["arguments"]
+        # Both give every node the Fast DDS profile (config/fastdds.xml).
+        assert node["additional_env"] == {
+            k: v for k, v in run_cmd.node_environment(repo_root()).items()
+            if k in launch_plan.DDS_PROFILE_VARIABLES}
         for f in files:
             assert Path(f).is_file(), f"{node['executable']} parameter file {f} is missing"
+
+
+def test_nodes_get_the_dds_profile_unless_one_is_set(monkeypatch):
+    for name in launch_plan.DDS_PROFILE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    env = run_cmd.node_environment(repo_root())
+    assert env[launch_plan.DDS_PROFILE_VARIABLE] == str(repo_root() / launch_plan.DDS_PROFILE)
+    for name in launch_plan.DDS_PROFILE_VARIABLES:  # the user's own profile (either name) wins
+        monkeypatch.setenv(name, "/my/profile.xml")
+        assert launch_plan.dds_environment(repo_root()) == {}
+        assert run_cmd.node_environment(repo_root())[name] == "/my/profile.xml"
+        monkeypatch.delenv(name)
+
+
+def test_dds_profile_is_a_default_profile_whose_shm_segment_holds_several_depth_frames():
+    import xml.etree.ElementTree as ElementTree
+
+    root = ElementTree.parse(repo_root() / launch_plan.DDS_PROFILE).getroot()
+    ns = {"d": "http://www.eprosima.com"}
+    (participant,) = root.findall("d:profiles/d:participant", ns)
+    assert participant.get("is_default_profile") == "true"
+    assert participant.findtext("d:rtps/d:useBuiltinTransports", namespaces=ns) == "false"
+    used = [t.text for t in participant.findall("d:rtps/d:userTransports/d:transport_id", ns)]
+    descriptors = {d.findtext("d:transport_id", namespaces=ns): d
+                   for d in root.findall("d:profiles/d:transport_descriptors/d:transport_descriptor", ns)}
+    types = [descriptors[t].findtext("d:type", namespaces=ns) for t in used]
+    assert types == ["SHM", "UDPv4"]  # Fast DDS's built-in pair, shared memory first
+    segment = int(descriptors[used[0]].findtext("d:segment_size", namespaces=ns))
+    frame = 640 * 480 * 2  # one synthetic (and RealSense VGA) 16UC1 frame
+    assert segment >= 8 * frame
+    assert "config/*.xml" in (repo_root() / "setup.py").read_text()  # installed with the package
 
 
 def test_plan_of_the_synthetic_pipeline():

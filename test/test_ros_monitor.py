@@ -125,15 +125,19 @@ class _FakeNode:
         return self._Clock()
 
 
-def _pose_diagnostics(dropped: int):
+def _pose_diagnostics(dropped: int, received: int = 0):
     return conv.diagnostic_array(Time(), "hand_pose: hand pose estimation", "hand_pose", "ok", "tracking",
-                                 {"frames_dropped": dropped})
+                                 {"frames_dropped": dropped, "frames_received": received})
 
 
 def test_monitor_counts_drops_in_the_window_and_fresh_commands_apart_from_repeats():
     monitor = PipelineMonitor(_FakeNode(), INFO_TOPIC)
-    monitor._on_diagnostics(_pose_diagnostics(140))  # dropped before the window (start-up)
+    monitor._on_diagnostics(_pose_diagnostics(140, 300))  # before the window (start-up)
+    truth = conv.keypoints_to_pose_array(np.full((21, 3), 500.0), Header(stamp=Time(sec=1), frame_id="cam"))
+    monitor._on_truth(truth)  # a frame published before the window
     monitor.start_window()
+    for _ in range(7):
+        monitor._on_truth(truth)
     stamps = [Time(sec=100, nanosec=k * 1000) for k in range(5)]
     for k, stamp in enumerate(stamps):
         header = Header(stamp=stamp, frame_id="cam")
@@ -141,11 +145,13 @@ def test_monitor_counts_drops_in_the_window_and_fresh_commands_apart_from_repeat
         monitor._on_retarget(JointState(header=header, position=[0.1]))   # fresh
         monitor._on_retarget(JointState(header=header, position=[0.1]))   # same stamp again: a repeat
         monitor._on_retarget(JointState(header=Header(stamp=Time(sec=200, nanosec=k)), position=[0.1]))  # timer
-    monitor._on_diagnostics(_pose_diagnostics(152))
+    monitor._on_diagnostics(_pose_diagnostics(152, 420))
     monitor.end_window()
-    monitor._on_diagnostics(_pose_diagnostics(170))  # after the window: not counted
+    monitor._on_diagnostics(_pose_diagnostics(170, 500))  # after the window: not counted
     summary = monitor.summary()
     assert summary["frames_dropped"] == 12
+    assert summary["pose_frames_received"] == 120
+    assert summary["camera_frames_published"] == 7
     assert summary["retarget_frames"] == 15
     assert summary["retarget_commands_for_keypoints"] == 5 and summary["retarget_repeated_commands"] == 10
     assert summary["retarget_fresh_fps"] * 2 == pytest.approx(summary["retarget_repeat_fps"])

@@ -224,6 +224,8 @@ def report_markdown(r: dict) -> str:
     lines += ["| measurement | value |", "|---|---|",
               f"| measured for | {_fmt(r.get('duration_s'))} s (start-up {_fmt(r.get('startup_s'))} s excluded) |",
               f"| frames in / out | {r.get('frames_in')} / {r.get('frames_out')} |",
+              f"| frames published by the synthetic camera / received by the pose node | "
+              f"{r.get('camera_frames_published')} / {r.get('pose_frames_received')} |",
               f"| input rate | {_fmt(r.get('input_fps'))} fps |",
               f"| output rate (keypoints) | {_fmt(r.get('fps'))} fps |",
               f"| latency image stamp -> keypoints, p50 / p99 | {_fmt(r.get('latency_ms_p50'))} / "

@@ -9,6 +9,7 @@ No ROS imports here.
 """
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,11 @@ CAMERA_FRAME = "camera_depth_optical_frame"
 JOINTS_TOPIC = "/hand_pose/joints"
 RETARGET_TOPIC = "/hand_retarget/joint_commands"
 GROUND_TRUTH_TOPIC = "/synthetic_camera/ground_truth"
+# Fast DDS profile with a shared-memory segment that holds whole depth frames (why: in the file).
+DDS_PROFILE = "config/fastdds.xml"
+DDS_PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
+# A profile the user chose (either name; Fast DDS 2 reads only the older one) is left alone.
+DDS_PROFILE_VARIABLES = (DDS_PROFILE_VARIABLE, "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 # launch argument -> (default, description)
 ARGUMENTS: dict[str, tuple[str, str]] = {
@@ -46,6 +52,17 @@ class NodeLaunch:
 
     def params_paths(self, share_dir) -> list[Path]:
         return [Path(share_dir) / f for f in self.params_files]
+
+
+def dds_environment(share_dir, environ=None) -> dict[str, str]:
+    """Environment variables the started nodes get on top of `environ` (default os.environ):
+    FASTDDS_DEFAULT_PROFILES_FILE -> config/fastdds.xml, unless a profile file is set already.
+    Only the variable Fast DDS 3 (Kilted) reads is set: the older name logs a deprecation
+    warning there."""
+    environ = os.environ if environ is None else environ
+    if any(environ.get(name) for name in DDS_PROFILE_VARIABLES):
+        return {}
+    return {DDS_PROFILE_VARIABLE: str(Path(share_dir) / DDS_PROFILE)}
 
 
 def as_bool(value: str | bool, name: str = "") -> bool:

@@ -4,9 +4,9 @@ Input frames are counted on the CameraInfo topic (one per depth frame, and cheap
 receive, unlike the depth images). Latency is the monitor's clock at arrival minus the
 image stamp the outputs carry. The keypoint error matches /hand_pose/joints with
 /synthetic_camera/ground_truth by stamp (both carry the depth frame's stamp).
-Only messages arriving inside the measuring window count (`start_window`), dropped frames
-included: they are the change of the pose node's counter over the window (to within one
-diagnostics period). Retargeting commands count as fresh (the first command carrying a
+Only messages arriving inside the measuring window count (`start_window`), dropped and
+received frames included: they are the change of the pose node's counters over the window
+(to within one diagnostics period). Retargeting commands count as fresh (the first command carrying a
 keypoint message's stamp) or as repeats (the timer holding or ramping). The latency
 trend (first vs last quarter) and the frame wait (see `frame_waits`) show whether a
 backlog builds up.
@@ -21,6 +21,8 @@ import numpy as np
 from . import conversions
 from .launch_plan import GROUND_TRUTH_TOPIC, JOINTS_TOPIC, RETARGET_TOPIC
 from .stats import percentiles
+
+POSE_COUNTERS = ("frames_dropped", "frames_received")  # counted over the window (diagnostics)
 
 
 def keypoint_error_mm(pred_mm: np.ndarray, truth_mm: np.ndarray) -> float:
@@ -57,8 +59,9 @@ class PipelineMonitor:
         self.reset()
         self.first_input_time = self.first_output_time = None
         self.latest_diagnostics: dict[str, dict[str, str]] = {}
-        self._dropped_at_start: int | None = None
-        self._dropped_at_end: int | None = None
+        # The pose node's running counters (from its diagnostics) at the window's start and end.
+        self._counts_at_start: dict[str, int | None] = dict.fromkeys(POSE_COUNTERS)
+        self._counts_at_end: dict[str, int | None] = dict.fromkeys(POSE_COUNTERS)
         node.create_subscription(CameraInfo, camera_info_topic, self._on_input, qos_profile("sensor_data", 10))
         node.create_subscription(PoseArray, joints_topic, self._on_joints, 50)
         node.create_subscription(PoseArray, ground_truth_topic, self._on_truth, 50)
@@ -69,6 +72,7 @@ class PipelineMonitor:
     def reset(self) -> None:
         with self._lock:
             self.input_times: list[float] = []
+            self.truth_count = 0  # ground-truth messages: one per published synthetic frame
             self.output_times: list[float] = []
             self.latencies_ms: list[tuple[float, float]] = []  # (arrival time, latency)
             self.errors_mm: list[float] = []
@@ -88,23 +92,25 @@ class PipelineMonitor:
         """Forget what was measured so far and count from now."""
         self.reset()
         self._window_end = None
-        self._dropped_at_start, self._dropped_at_end = self._pose_frames_dropped(), None
+        self._counts_at_start = {k: self._pose_count(k) for k in POSE_COUNTERS}
+        self._counts_at_end = dict.fromkeys(POSE_COUNTERS)
         self._window_start = time.monotonic()
 
     def end_window(self) -> None:
         """Stop counting: summary() then describes exactly the window."""
-        self._dropped_at_end = self._pose_frames_dropped()
+        self._counts_at_end = {k: self._pose_count(k) for k in POSE_COUNTERS}
         self._window_end = time.monotonic()
 
-    def _pose_frames_dropped(self) -> int | None:
-        """The pose node's running count of dropped frames, from its latest diagnostics."""
-        return _int_or_none(self.latest_diagnostics.get("hand_pose", {}).get("frames_dropped"))
+    def _pose_count(self, key: str) -> int | None:
+        """One of the pose node's running counters, from its latest diagnostics."""
+        return _int_or_none(self.latest_diagnostics.get("hand_pose", {}).get(key))
 
-    def _dropped_in_window(self) -> int | None:
-        end = self._dropped_at_end if self._window_end is not None else self._pose_frames_dropped()
-        if end is None or self._dropped_at_start is None:
+    def _count_in_window(self, key: str) -> int | None:
+        end = self._counts_at_end[key] if self._window_end is not None else self._pose_count(key)
+        start = self._counts_at_start[key]
+        if end is None or start is None:
             return None
-        return max(0, end - self._dropped_at_start)
+        return max(0, end - start)
 
     def _in_window(self) -> bool:
         return self._window_start is not None and self._window_end is None
@@ -153,6 +159,8 @@ class PipelineMonitor:
         key = conversions.stamp_key(msg.header.stamp)
         truth = conversions.pose_array_to_keypoints(msg)
         with self._lock:
+            if self._in_window():
+                self.truth_count += 1
             self.last_truth_mm = truth
             pred = self._pending.pop(key, None)
             if pred is None:
@@ -198,8 +206,10 @@ class PipelineMonitor:
         for status in msg.status:
             self.latest_diagnostics[status.hardware_id or status.name] = dict(
                 conversions.diagnostic_values(status), _message=status.message, _name=status.name)
-        if self._in_window() and self._dropped_at_start is None:
-            self._dropped_at_start = self._pose_frames_dropped()  # the first count seen in the window
+        if self._in_window():
+            for key, start in self._counts_at_start.items():
+                if start is None:
+                    self._counts_at_start[key] = self._pose_count(key)  # the first count seen in the window
 
     # ------------------------------------------------------------ results
     def summary(self) -> dict:
@@ -227,7 +237,13 @@ class PipelineMonitor:
                 "mean_error_mm": float(np.mean(self.errors_mm)) if self.errors_mm else None,
                 "error_frames": len(self.errors_mm),
                 "non_finite_outputs": self.non_finite_outputs,
-                "frames_dropped": self._dropped_in_window(),
+                "frames_dropped": self._count_in_window("frames_dropped"),
+                # Depth images the pose node took in, against frames_in (CameraInfo, one per
+                # published frame): the difference is lost in DDS delivery of the large images.
+                "pose_frames_received": self._count_in_window("frames_received"),
+                # The synthetic camera's published frames (its ground truth is reliable, small and
+                # not lost; frames_in is best effort and undercounts when this process lags).
+                "camera_frames_published": self.truth_count,
                 "pose_node_state": pose_diag.get("state"),
                 "pose_node_timings_ms": {k[len("time_ms."):]: float(v) for k, v in pose_diag.items()
                                          if k.startswith("time_ms.")},

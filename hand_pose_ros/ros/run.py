@@ -180,12 +180,17 @@ class Pipeline:
             s.exit_code = s.process.poll()
 
 
+def node_environment(share) -> dict[str, str]:
+    """The started nodes' environment: ours, plus the DDS profile (launch_plan.dds_environment)."""
+    return dict(os.environ, PYTHONUNBUFFERED="1", **launch_plan.dds_environment(share))
+
+
 def start_nodes(launch_args: dict, log_level: str = "info", log=None) -> Pipeline:
     """Start every node of the plan that is installed; log the ones that are not."""
     log = log or _stderr
     share = share_dir()
     pipeline = Pipeline()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = node_environment(share)
     for node in launch_plan.plan(launch_args, share):
         exe = find_executable(node.package, node.executable)
         if exe is None:
