@@ -195,12 +195,13 @@ def test_estimator_on_cuda_frames_equals_numpy(frames):
     compare_estimators("cuda", frames)
 
 
-def test_estimator_puts_the_frame_where_the_backend_is():
+def test_estimator_frame_device_is_numpy_unless_asked():
     from test_estimator import FixedBackend
 
     backend = FixedBackend(np.zeros((21, 3)))
     assert HandPoseEstimator(backend).frame_device == "numpy"          # a CPU backend: numpy
     backend.device = "cuda:1"                                          # no GPU needed to choose
-    assert HandPoseEstimator(backend).frame_device == "cuda:1"
-    assert HandPoseEstimator(backend, frame_device="numpy").frame_device == "numpy"
-    assert HandPoseEstimator(backend).describe()["frame_device"] == "cuda:1"
+    # numpy beside a CUDA backend too: it measured faster on the H200 (estimator docstring)
+    assert HandPoseEstimator(backend).frame_device == "numpy"
+    assert HandPoseEstimator(backend, frame_device="cuda:1").frame_device == "cuda:1"
+    assert HandPoseEstimator(backend, frame_device="cuda:1").describe()["frame_device"] == "cuda:1"

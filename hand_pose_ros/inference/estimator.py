@@ -77,16 +77,17 @@ class HandPoseEstimator:
 
     def __init__(self, backend: Backend, localiser: HandLocaliser | None = None,
                  half_cube_mm: float | None = None, frame_device: str | None = None):
-        """frame_device: where localisation and cropping read the frame's pixels. None: on
-        the backend's device when that is a CUDA GPU (the frame goes up once per call, the
-        crop comes back for the backend), else numpy on the host; "numpy": always the host;
-        a torch device ("cuda", "cuda:1", "cpu"): torch there. The results are the same
-        (test/test_localise_torch.py); only where the time goes differs."""
+        """frame_device: where localisation and cropping read the frame's pixels. None or
+        "numpy": numpy on the host; a torch device ("cuda", "cuda:1", "cpu"): torch there
+        (the frame goes up once per call, the crop comes back for the backend). The results
+        are the same (test/test_localise_torch.py); only where the time goes differs.
+        Numpy is the default even beside a CUDA backend because it measured faster there:
+        on the H200, whole pipeline p50 4.1 ms numpy vs 6.3 ms with the frame on the GPU
+        (the localiser's decisions run on a 160 x 120 grid on the host, and each GPU refine
+        step waits for its sums): `python -m hand_pose_ros.inference.frame_device_bench
+        --frames 200 --device cuda --pipeline models/srnet_synthetic.pt --precision fp16`."""
         self.backend = backend
-        if frame_device is None:
-            device = str(getattr(backend, "device", "cpu") or "cpu")
-            frame_device = device if device.startswith("cuda") else "numpy"
-        self.frame_device = str(frame_device)
+        self.frame_device = str(frame_device or "numpy")
         self._upload = None
         if self.frame_device != "numpy":
             from ..data.localise_torch import FrameUploader
