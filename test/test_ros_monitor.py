@@ -133,11 +133,12 @@ def _pose_diagnostics(dropped: int, received: int = 0):
 def test_monitor_counts_drops_in_the_window_and_fresh_commands_apart_from_repeats():
     monitor = PipelineMonitor(_FakeNode(), INFO_TOPIC)
     monitor._on_diagnostics(_pose_diagnostics(140, 300))  # before the window (start-up)
-    truth = conv.keypoints_to_pose_array(np.full((21, 3), 500.0), Header(stamp=Time(sec=1), frame_id="cam"))
-    monitor._on_truth(truth)  # a frame published before the window
+    def truth(sec):
+        return conv.keypoints_to_pose_array(np.full((21, 3), 500.0), Header(stamp=Time(sec=sec), frame_id="cam"))
+    monitor._on_truth(truth(1))  # a frame published before the window
     monitor.start_window()
-    for _ in range(7):
-        monitor._on_truth(truth)
+    for sec in range(2, 9):  # 7 frames, and the 5 with keypoints below (sec 100)
+        monitor._on_truth(truth(sec))
     stamps = [Time(sec=100, nanosec=k * 1000) for k in range(5)]
     for k, stamp in enumerate(stamps):
         header = Header(stamp=stamp, frame_id="cam")
@@ -151,7 +152,7 @@ def test_monitor_counts_drops_in_the_window_and_fresh_commands_apart_from_repeat
     summary = monitor.summary()
     assert summary["frames_dropped"] == 12
     assert summary["pose_frames_received"] == 120
-    assert summary["camera_frames_published"] == 7
+    assert summary["camera_frames_published"] == 7 + 5
     assert summary["retarget_frames"] == 15
     assert summary["retarget_commands_for_keypoints"] == 5 and summary["retarget_repeated_commands"] == 10
     assert summary["retarget_fresh_fps"] * 2 == pytest.approx(summary["retarget_repeat_fps"])
@@ -169,3 +170,21 @@ def test_monitor_counts_a_command_taken_before_the_keypoints_it_answers():
     monitor._on_retarget(JointState(header=header, position=[0.1]))  # a repeat of the same stamp
     summary = monitor.summary()
     assert summary["retarget_commands_for_keypoints"] == 1 and summary["retarget_frames"] == 2
+
+
+def test_monitor_pose_input_rate_spans_its_diagnostics_in_the_window(monkeypatch):
+    from hand_pose_ros.ros import monitor as monitor_module
+
+    clock = [100.0]
+    monkeypatch.setattr(monitor_module.time, "monotonic", lambda: clock[0])
+    monitor = PipelineMonitor(_FakeNode(), INFO_TOPIC)
+    monitor._on_diagnostics(_pose_diagnostics(0, 50))  # before the window: not part of the rate
+    monitor.start_window()
+    for second, received in ((0.4, 60), (1.4, 90), (2.4, 118), (3.4, 150)):
+        clock[0] = 100.0 + second
+        monitor._on_diagnostics(_pose_diagnostics(0, received))
+    clock[0] = 104.0
+    monitor.end_window()
+    clock[0] = 105.0
+    monitor._on_diagnostics(_pose_diagnostics(0, 400))  # after the window
+    assert monitor.summary()["pose_input_fps"] == pytest.approx((150 - 60) / 3.0)

@@ -62,6 +62,10 @@ class PipelineMonitor:
         # The pose node's running counters (from its diagnostics) at the window's start and end.
         self._counts_at_start: dict[str, int | None] = dict.fromkeys(POSE_COUNTERS)
         self._counts_at_end: dict[str, int | None] = dict.fromkeys(POSE_COUNTERS)
+        # (arrival time, frames_received) of the first and the latest pose diagnostics inside
+        # the window: the node's input rate over exactly that span.
+        self._received_first: tuple[float, int] | None = None
+        self._received_last: tuple[float, int] | None = None
         node.create_subscription(CameraInfo, camera_info_topic, self._on_input, qos_profile("sensor_data", 10))
         node.create_subscription(PoseArray, joints_topic, self._on_joints, 50)
         node.create_subscription(PoseArray, ground_truth_topic, self._on_truth, 50)
@@ -72,7 +76,9 @@ class PipelineMonitor:
     def reset(self) -> None:
         with self._lock:
             self.input_times: list[float] = []
-            self.truth_count = 0  # ground-truth messages: one per published synthetic frame
+            # Stamps of the camera's frames seen on any topic that carries them (CameraInfo,
+            # ground truth, keypoints): each topic alone misses frames when this process lags.
+            self.frame_stamps: set[int] = set()
             self.output_times: list[float] = []
             self.latencies_ms: list[tuple[float, float]] = []  # (arrival time, latency)
             self.errors_mm: list[float] = []
@@ -94,6 +100,7 @@ class PipelineMonitor:
         self._window_end = None
         self._counts_at_start = {k: self._pose_count(k) for k in POSE_COUNTERS}
         self._counts_at_end = dict.fromkeys(POSE_COUNTERS)
+        self._received_first = self._received_last = None
         self._window_start = time.monotonic()
 
     def end_window(self) -> None:
@@ -112,6 +119,14 @@ class PipelineMonitor:
             return None
         return max(0, end - start)
 
+    def _pose_input_fps(self) -> float | None:
+        """Depth images per second the pose node took in, between its first and latest
+        diagnostics in the window (exact, unlike a count, which is off by up to one period)."""
+        if self._received_first is None or self._received_last is None:
+            return None
+        (t0, n0), (t1, n1) = self._received_first, self._received_last
+        return (n1 - n0) / (t1 - t0) if t1 - t0 > 0.5 else None
+
     def _in_window(self) -> bool:
         return self._window_start is not None and self._window_end is None
 
@@ -126,6 +141,7 @@ class PipelineMonitor:
         if self._in_window():
             with self._lock:
                 self.input_times.append(now)
+                self.frame_stamps.add(conversions.stamp_key(msg.header.stamp))
 
     def _on_joints(self, msg) -> None:
         now = time.monotonic()
@@ -138,6 +154,7 @@ class PipelineMonitor:
         key = conversions.stamp_key(msg.header.stamp)
         with self._lock:
             self.output_times.append(now)
+            self.frame_stamps.add(key)
             self.latencies_ms.append((now, latency_ms))
             self._joint_stamps[key] = None
             self._trim(self._joint_stamps)
@@ -160,7 +177,7 @@ class PipelineMonitor:
         truth = conversions.pose_array_to_keypoints(msg)
         with self._lock:
             if self._in_window():
-                self.truth_count += 1
+                self.frame_stamps.add(key)
             self.last_truth_mm = truth
             pred = self._pending.pop(key, None)
             if pred is None:
@@ -210,6 +227,11 @@ class PipelineMonitor:
             for key, start in self._counts_at_start.items():
                 if start is None:
                     self._counts_at_start[key] = self._pose_count(key)  # the first count seen in the window
+            received = self._pose_count("frames_received")
+            if received is not None:
+                self._received_last = (time.monotonic(), received)
+                if self._received_first is None:
+                    self._received_first = self._received_last
 
     # ------------------------------------------------------------ results
     def summary(self) -> dict:
@@ -241,10 +263,15 @@ class PipelineMonitor:
                 # Depth images the pose node took in, against frames_in (CameraInfo, one per
                 # published frame): the difference is lost in DDS delivery of the large images.
                 "pose_frames_received": self._count_in_window("frames_received"),
-                # The synthetic camera's published frames (its ground truth is reliable, small and
-                # not lost; frames_in is best effort and undercounts when this process lags).
-                "camera_frames_published": self.truth_count,
+                "pose_input_fps": self._pose_input_fps(),
+                # The camera's published frames: distinct stamps seen on CameraInfo, ground
+                # truth or keypoints (frames_in alone undercounts when this process lags).
+                "camera_frames_published": len(self.frame_stamps),
+                "camera_fps": len(self.frame_stamps) / duration if duration > 0 else 0.0,
                 "pose_node_state": pose_diag.get("state"),
+                # The node's own image stamp -> publish latency (its last 300 frames): what the
+                # monitor's figure adds on top is delivery to, and waiting in, this process.
+                "pose_node_latency_ms_p50": _float_or_none(pose_diag.get("latency_ms_p50")),
                 "pose_node_timings_ms": {k[len("time_ms."):]: float(v) for k, v in pose_diag.items()
                                          if k.startswith("time_ms.")},
                 "retarget_frames": len(self.retarget_times),
@@ -281,6 +308,14 @@ def frame_waits(samples: list[tuple[float, float]]) -> list[tuple[float, float]]
     """
     ordered = sorted(samples)
     return [(t, latency - (t - previous) * 1e3) for (previous, _), (t, latency) in zip(ordered, ordered[1:])]
+
+
+def _float_or_none(text):
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
 
 
 def _int_or_none(text):
