@@ -1,6 +1,7 @@
 """Checkpoint save / load round trip and every error case (hand_pose_ros.model.checkpoint)."""
-import os
+import zipfile
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,10 +77,27 @@ def test_truncated_file(tmp_path):
         load_model(empty)
 
 
-def test_corrupt_file(tmp_path):
+@pytest.mark.parametrize("seed", range(32))
+def test_corrupt_file(tmp_path, seed):
+    # random bytes once made the legacy unpickler raise IndexError in CI: try many, reproducibly
     path = tmp_path / "garbage.pt"
-    path.write_bytes(os.urandom(4096))
+    path.write_bytes(np.random.default_rng(seed).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     with pytest.raises(ModelFileError, match="garbage.pt: .*corrupt"):
+        load_model(path)
+
+
+def test_corrupt_member_inside_a_zip(tmp_path):
+    model, config = small_model()
+    path = tmp_path / "damaged.pt"
+    save_checkpoint(path, model, config)
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    pickle_name = next(name for name in members if name.endswith("data.pkl"))
+    members[pickle_name] = np.random.default_rng(0).integers(0, 256, 512, dtype=np.uint8).tobytes()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(ModelFileError, match="damaged.pt: .*corrupt"):
         load_model(path)
 
 

@@ -59,6 +59,10 @@ def read_checkpoint(path, map_location="cpu", trusted: bool = False) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        # torch.save has written zip archives since torch 1.6; anything else would go to the
+        # legacy unpickler, which fails on garbage with arbitrary errors (IndexError, KeyError...)
+        raise ModelFileError(f"{path}: truncated, corrupt or not a torch file (not a zip archive)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=not trusted)
     except pickle.UnpicklingError as e:
@@ -66,7 +70,8 @@ def read_checkpoint(path, map_location="cpu", trusted: bool = False) -> dict:
             raise ModelFileError(f"{path}: holds objects outside torch's safe set; load it "
                                  "with trusted=True only if you made it") from e
         raise ModelFileError(f"{path}: truncated, corrupt or not a torch file ({_first_line(e)})") from e
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, TypeError,
+            zipfile.BadZipFile) as e:
         raise ModelFileError(f"{path}: truncated, corrupt or not a torch file ({_first_line(e)})") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a hand_pose_ros checkpoint (no format={FORMAT!r} "
