@@ -28,6 +28,8 @@ def fabricated_report():
                      "infer_ms": {"p50": 2.1}, "localise_ms": {"p50": 2.7}},
         "pipeline_fast": {"ok": True, "backend": graph, "total_ms": {"p50": 2.4, "p95": 3.0},
                           "infer_ms": {"p50": 0.7}, "localise_ms": {"p50": 1.2}},
+        "pipeline_compiled": {"ok": True, "backend": {**graph, "compiled": True}, "total_ms": {"p50": 1.9, "p95": 2.5},
+                              "infer_ms": {"p50": 0.6}, "localise_ms": {"p50": 0.9}, "compile_and_time_s": 30.0},
         "tensorrt_fp16": {"ok": False, "error": "ImportError: no tensorrt"},
     }}
 
@@ -40,7 +42,9 @@ def test_best_settings_exclude_other_networks_and_goals_show_ratios():
     text = gpu_report.markdown(data)
     assert "| batch 1 latency p50 (ms) (compiled_warm batch_1) | 0.600 | 2.000 | 0.30 | <= 0.7 | yes |" in text
     assert "| large-batch frames/s (cuda_graph_bf16_nhwc batch_256) | 12800.000 | 4300.000 | 2.98 | >= 12000 | yes |" in text
-    assert "| whole pipeline p50 (ms) (pipeline_fast) | 2.400 | 6.000 | 0.40 | <= 2.0 | **no** |" in text
+    assert data["parts"]["best_pipeline"]["from_part"] == "pipeline_compiled"
+    assert "| whole pipeline p50 (ms) (pipeline_compiled) | 1.900 | 6.000 | 0.32 | <= 2.0 | yes |" in text
+    assert "Whole pipeline `pipeline_fast`" in text and "compile + timing took 30.0 s" in text
     assert "tensorrt_fp16 | failed: ImportError" in text and "compile + timing took 12.0 s" in text
 
 
@@ -56,7 +60,8 @@ def test_a_partial_run_still_tabulates():
     far (no best part yet, no pipeline) the table must still be written."""
     data = fabricated_report()
     parts = data["parts"]
-    for name in ("cuda_graph_bf16_nhwc", "compiled_warm", "batchnorm_cuda_graph_bf16_nhwc", "pipeline", "pipeline_fast"):
+    for name in ("cuda_graph_bf16_nhwc", "compiled_warm", "batchnorm_cuda_graph_bf16_nhwc", "pipeline", "pipeline_fast",
+                 "pipeline_compiled"):
         del parts[name]
     text = gpu_report.markdown(data)
     assert text.count("not measured") == 3 and "| cuda_graph_fp16 |" in text

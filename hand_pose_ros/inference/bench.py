@@ -256,7 +256,9 @@ def _run_bench(args, stack) -> dict:
             if args.pipeline:
                 log.info("bench: %s whole pipeline (%d frames)", label, args.iters)
                 estimator = HandPoseEstimator(backend)
-                report["pipeline"].append({"backend": name, "device": device, "precision": precision,
+                # the backend's own precision: an INT8 QDQ file runs as int8 whatever was asked
+                actual = backend.describe().get("precision", precision)
+                report["pipeline"].append({"backend": name, "device": device, "precision": actual,
                                            **time_pipeline(estimator, args.iters, args.warmup)})
     if getattr(args, "node", False) and files is not None:
         try:

@@ -157,10 +157,10 @@ class EngineCache:
             if data is not None:
                 engine = deserialize(data)
                 if engine is not None:
-                    log.info("TensorRT engine cache: using %s", self.engine_path(key))
+                    log.info("%s cache: using %s", what, self.engine_path(key))
                     return engine, self.engine_path(key), False
-                log.warning("TensorRT engine cache: %s does not deserialise (built by another TensorRT?): "
-                            "rebuilding", self.engine_path(key))
+                log.warning("%s cache: %s does not deserialise (built by another %s version?): "
+                            "rebuilding", what, self.engine_path(key), key.runtime)
                 self.remove(key)
         low, opt, high = key.batch_profile
         log.info("%s: building %s for batch %d..%d (opt %d) on '%s' with %s %s; this takes minutes "
