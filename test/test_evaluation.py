@@ -477,3 +477,50 @@ def test_eval_run_passes_the_precision_to_the_backend(capsys, tmp_path, small_ny
                                  "--root", REAL_NYU, "--backend", "torch", "--precision", "fp32", "-o", out, "--json")
     assert code == 0, err
     assert json.loads(stdout)["backend"]["precision"] == "fp32"
+
+
+def test_depth_noise_copies_frames_and_keeps_holes():
+    from hand_pose_ros.camera import Intrinsics
+    from hand_pose_ros.data.sample import Sample
+    from hand_pose_ros.evaluation.run_model import with_depth_noise
+    depth = np.full((6, 8), 500.0, np.float32)
+    depth[0, :] = 0.0
+    sample = Sample(depth_mm=depth, cam=Intrinsics(100, 100, 4, 3), keypoint_names=("wrist",),
+                    uvd=np.zeros((1, 3)), name="f")
+    copies = list(with_depth_noise([sample], amplitude_mm=2, draws=3, seed=5))
+    assert [c.name for c in copies] == ["f#noise0", "f#noise1", "f#noise2"]
+    for copy in copies:
+        assert (copy.depth_mm[0] == 0).all()                      # holes stay holes
+        change = copy.depth_mm[1:] - 500.0
+        assert np.abs(change).max() <= 2 and (change == np.round(change)).all()
+        assert copy.uvd is sample.uvd and copy.cam is sample.cam
+    assert not np.array_equal(copies[0].depth_mm, copies[1].depth_mm)   # independent draws
+    assert (sample.depth_mm[1:] == 500.0).all()                   # the source frame is untouched
+    again = list(with_depth_noise([sample], amplitude_mm=2, draws=3, seed=5))
+    assert all(np.array_equal(a.depth_mm, b.depth_mm) for a, b in zip(copies, again))
+    with pytest.raises(ValueError, match="depth-noise-mm"):
+        list(with_depth_noise([sample], amplitude_mm=0, draws=3))
+    with pytest.raises(ValueError, match="noise-draws"):
+        list(with_depth_noise([sample], amplitude_mm=1, draws=0))
+
+
+def test_eval_run_with_depth_noise_scores_every_copy(capsys, tmp_path):
+    torch = pytest.importorskip("torch")
+    from hand_pose_ros.model import SRNet, SRNetConfig
+    from hand_pose_ros.model.checkpoint import save_checkpoint
+    torch.manual_seed(1)
+    config = SRNetConfig(features=16)
+    model = save_checkpoint(tmp_path / "canonical_small.pt", SRNet(config).eval(), config)
+    out = tmp_path / "noisy.txt"
+    code, stdout, err = _run_cli(capsys, "run", "--model", model, "--dataset", "synthetic-test", "--limit", 2,
+                                 "--backend", "torch", "--depth-noise-mm", 1, "--noise-draws", 3, "-o", out, "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["frames"] == 6 and len(out.read_text().splitlines()) == 6
+    spread = summary["depth_noise"]["frame_mean_error_mm"]
+    assert spread["min"] <= spread["median"] <= spread["max"]
+    assert spread["min"] <= summary["mean_error_mm"] <= spread["max"]
+    assert "depth noise" in err
+    code, _, err = _run_cli(capsys, "run", "--model", model, "--dataset", "synthetic-test", "--limit", 2,
+                            "--backend", "torch", "--depth-noise-mm", 1, "--gt", out)
+    assert code == 2 and "--gt" in err

@@ -87,6 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     png.add_argument("--joint-order", default=None,
                      help=f"order of the NAME_uvd.txt / NAME_xyz.txt label rows: "
                           f"{', '.join(sorted(keypoints.DATASET_ORDERS))}")
+    noise = p.add_argument_group("robustness: the same frames with depth noise")
+    noise.add_argument("--depth-noise-mm", type=int, default=None, metavar="A",
+                       help="score every frame --noise-draws times, each with whole-mm noise in [-A, A] on its valid "
+                            "pixels, and report the spread of the frame errors (off by default)")
+    noise.add_argument("--noise-draws", type=int, default=10, help="noisy copies per frame (default 10)")
+    noise.add_argument("--noise-seed", type=int, default=0, help="seed of the noise (default 0)")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="result file to write, in the dataset's joint order (default: none; needs a model "
                         "that predicts every labelled joint)")

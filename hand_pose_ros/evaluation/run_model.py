@@ -85,6 +85,26 @@ def _frames(samples, count: int | None, limit: int | None):
     return count, iter(samples)
 
 
+def with_depth_noise(samples, amplitude_mm: int, draws: int, seed: int = 0):
+    """Each Sample `draws` times, each copy with independent whole-millimetre noise, uniform
+    in [-amplitude_mm, amplitude_mm], on its valid pixels (zeros stay zero). It shows how far a
+    figure moves under noise well below a real sensor's: on one frame that spread is the
+    figure's uncertainty."""
+    import dataclasses
+
+    if amplitude_mm < 1:
+        raise ValueError(f"--depth-noise-mm must be a whole number >= 1, got {amplitude_mm}")
+    if draws < 1:
+        raise ValueError(f"--noise-draws must be >= 1, got {draws}")
+    rng = np.random.default_rng(seed)
+    for sample in samples:
+        valid = sample.depth_mm > 0
+        for draw in range(draws):
+            noise = rng.integers(-amplitude_mm, amplitude_mm + 1, sample.depth_mm.shape).astype(np.float32)
+            depth = np.where(valid, np.maximum(sample.depth_mm + noise, 1.0), 0.0).astype(np.float32)
+            yield dataclasses.replace(sample, depth_mm=depth, name=f"{sample.name}#noise{draw}")
+
+
 def _fallback_uvd(sample, estimate, joints: int) -> np.ndarray:
     """A prediction for a frame without a usable estimate, so the file keeps one line per
     frame (and the frame is scored, badly, as the protocol requires): every joint at the
@@ -213,6 +233,15 @@ def run_command(args) -> int:
         reader_options.update(intrinsics)
         intrinsics = {}
     samples, count = open_test_set(args.dataset, args.root, args.split, args.limit, reader_options)
+    limit = args.limit
+    noise = getattr(args, "depth_noise_mm", None)
+    if noise is not None:
+        if args.gt is not None:
+            raise ValueError("--depth-noise-mm scores against the dataset's own labels; leave out --gt")
+        count, frames = _frames(samples, count, limit)
+        samples = with_depth_noise(frames, noise, args.noise_draws, args.noise_seed)
+        count = None if count is None else count * args.noise_draws
+        limit = None  # already applied to the source frames
     estimator = HandPoseEstimator.from_model_file(args.model, backend=args.backend, device=args.device,
                                                    precision=args.precision)
     print(f"eval run: {args.model} ({estimator.describe().get('backend', args.backend)}) on "
@@ -221,7 +250,7 @@ def run_command(args) -> int:
     # can use the joints model and labels share.
     all_joints = any(x is not None for x in (args.output, args.write_gt, args.gt))
     try:
-        predictions = predict(estimator, samples, batch=args.batch, cube=args.cube, limit=args.limit,
+        predictions = predict(estimator, samples, batch=args.batch, cube=args.cube, limit=limit,
                               count=count, all_joints=all_joints)
     except MissingJointsError as e:
         raise MissingJointsError(f"{e}. -o, --write-gt and --gt need every joint of the dataset's order; "
@@ -271,6 +300,15 @@ def run_command(args) -> int:
         summary["results"].append({"file": None if args.output is None else str(args.output), "label": label,
                                    **scored})
         summary["mean_error_mm"] = scored["mean_error_mm"]
+        if noise is not None:
+            per_frame = metrics.joint_errors_mm(gt_uvd, predictions.uvd, cam).mean(axis=1)
+            quantiles = dict(zip(("min", "p25", "median", "p75", "max"),
+                                 np.percentile(per_frame, [0, 25, 50, 75, 100]).round(2).tolist()))
+            summary["depth_noise"] = {"amplitude_mm": noise, "draws": args.noise_draws, "seed": args.noise_seed,
+                                      "frame_mean_error_mm": quantiles}
+            print(f"eval run: with +-{noise} mm depth noise, {args.noise_draws} draws per frame: frame mean "
+                  f"error min {quantiles['min']}, median {quantiles['median']}, max {quantiles['max']} mm",
+                  file=sys.stderr)
         summary["per_joint_error_mm"] = scored["per_joint_mm"]
     else:
         print("eval run: no ground truth for this split: no score", file=sys.stderr)
