@@ -11,7 +11,8 @@ The hand is taken to be the nearest object within `depth_range_mm`:
    within a ball-like region (`hand_radius_mm` around the current centre: a disc in the
    image of that metric radius, and the same range in depth) that stays within the depth
    window behind the nearest point; repeated `refine_steps` times so the centre slides from
-   the nearest point (often a fingertip) to the middle of the hand, and the forearm or body
+   the middle of the object's front (its pixels within `front_slab_mm` of the nearest depth,
+   often fingertips) to the middle of the hand, and the forearm or body
    behind it are cut off (stops early once the centre moves less than half a pixel).
 4. The result is "no hand" (None) when nothing valid is in range, or when the region's
    metric area (sum over pixels of d^2 / (fx*fy)) is too small for a hand, or too large
@@ -76,7 +77,7 @@ class HandLocaliser:
                  jump_mm: float = 20.0, jump_fraction: float = 0.04, surface_area_mm2: float = 90000.0,
                  reach_mm: float = 150.0, prefer_nearer_mm: float = 40.0,
                  max_border_contact_mm: float = 100.0, min_relief_mm: float = 20.0,
-                 body_width_mm: float = 130.0):
+                 body_width_mm: float = 130.0, front_slab_mm: float = 8.0):
         near, far = (float(x) for x in depth_range_mm)
         if not 0 <= near < far:
             raise ValueError(f"depth_range_mm must be (near, far) with 0 <= near < far, got {depth_range_mm}")
@@ -102,6 +103,7 @@ class HandLocaliser:
         self.max_border_contact_mm = float(max_border_contact_mm)
         self.min_relief_mm = float(min_relief_mm)
         self.body_width_mm = float(body_width_mm)
+        self.front_slab_mm = float(front_slab_mm)
 
     def locate(self, depth_mm: np.ndarray, cam: Intrinsics, seed_uvd=None) -> HandDetection | None:
         """depth_mm [H, W] (mm, 0 invalid) -> the hand's HandDetection, or None (no hand).
@@ -287,13 +289,23 @@ class HandLocaliser:
             nearest, near_d = int(keep[nearest_at]), float(values[nearest_at])
             start_v, start_u = divmod(nearest, coarse.shape[1])
             if ball:
-                # the foreground near the nearest point, whichever piece it is on (a finger
-                # in front of the palm is cut off it by its depth jump): the forearm beyond
-                # reach_mm cannot pull the centre down the arm
+                # the foreground near the start, whichever piece it is on (a finger in front
+                # of the palm is cut off it by its depth jump): the forearm beyond reach_mm
+                # cannot pull the centre down the arm
                 reach_px = self.reach_mm * abs(cam.fx) / near_d / stride
-                rows = (np.arange(coarse.shape[0]) - start_v) ** 2
-                cols = (np.arange(coarse.shape[1]) - start_u) ** 2
-                region = window & (rows[:, None] + cols[None, :] < reach_px ** 2)
+                rows = np.arange(coarse.shape[0], dtype=np.float64)
+                cols = np.arange(coarse.shape[1], dtype=np.float64)
+                if self.front_slab_mm > 0:
+                    # Start from the middle of the object's front (its pixels within
+                    # front_slab_mm of the nearest depth), not from one pixel: several
+                    # fingertips are often equally near, and 1 mm of sensor noise moved the
+                    # nearest one, and with it the region and the centre, by up to 90 px
+                    # (test_localise_stability.py; the README gives the measurement).
+                    near_disc = ((rows - start_v) ** 2)[:, None] + ((cols - start_u) ** 2)[None, :] < reach_px ** 2
+                    front = near_disc & (labels == labels.ravel()[nearest]) & (coarse < near_d + self.front_slab_mm)
+                    front_rows, front_cols = np.nonzero(front)
+                    start_v, start_u = float(front_rows.mean()), float(front_cols.mean())
+                region = window & (((rows - start_v) ** 2)[:, None] + ((cols - start_u) ** 2)[None, :] < reach_px ** 2)
             else:
                 region = labels == labels.ravel()[nearest]             # [H/s, W/s]
             start = (start_u * stride, start_v * stride, near_d)
