@@ -514,7 +514,13 @@ def test_torch_cuda_backend_infers_from_another_thread_on_its_device(checkpoint,
     # First call on the worker: that is where the CUDA graph gets captured.
     uvd = run_on_another_thread(lambda: backend.infer(crops)[0])
     assert np.isfinite(uvd).all()
-    assert np.array_equal(backend.infer(crops)[0], uvd)  # the same kernels (graph) on this thread
+    again = backend.infer(crops)[0]
+    if cuda_graph:
+        assert np.array_equal(again, uvd)  # the same captured kernels on this thread
+    else:
+        # eager: cudnn.benchmark may time and pick another convolution algorithm for this
+        # thread's first call (on the H200 the two differed by ~1e-5)
+        np.testing.assert_allclose(again, uvd, rtol=1e-4, atol=1e-4)
 
 
 def test_tensorrt_engine_infers_from_another_thread(random_onnx_model, crops, tmp_path):
