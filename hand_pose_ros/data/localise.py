@@ -293,19 +293,21 @@ class HandLocaliser:
                 # of the palm is cut off it by its depth jump): the forearm beyond reach_mm
                 # cannot pull the centre down the arm
                 reach_px = self.reach_mm * abs(cam.fx) / near_d / stride
-                rows = np.arange(coarse.shape[0], dtype=np.float64)
-                cols = np.arange(coarse.shape[1], dtype=np.float64)
                 if self.front_slab_mm > 0:
                     # Start from the middle of the object's front (its pixels within
                     # front_slab_mm of the nearest depth), not from one pixel: several
                     # fingertips are often equally near, and 1 mm of sensor noise moved the
                     # nearest one, and with it the region and the centre, by up to 90 px
                     # (test_localise_stability.py; the README gives the measurement).
-                    near_disc = ((rows - start_v) ** 2)[:, None] + ((cols - start_u) ** 2)[None, :] < reach_px ** 2
-                    front = near_disc & (labels == labels.ravel()[nearest]) & (coarse < near_d + self.front_slab_mm)
+                    box, disc = _disc(start_v, start_u, reach_px, coarse.shape)
+                    front = disc & (labels[box] == labels.ravel()[nearest]) & (coarse[box] < near_d + self.front_slab_mm)
                     front_rows, front_cols = np.nonzero(front)
-                    start_v, start_u = float(front_rows.mean()), float(front_cols.mean())
-                region = window & (((rows - start_v) ** 2)[:, None] + ((cols - start_u) ** 2)[None, :] < reach_px ** 2)
+                    start_v = box[0].start + float(front_rows.mean())
+                    start_u = box[1].start + float(front_cols.mean())
+                # only the disc's box can hold the region: the rest stays False
+                box, disc = _disc(start_v, start_u, reach_px, coarse.shape)
+                region = np.zeros(coarse.shape, dtype=bool)
+                region[box] = window[box] & disc
             else:
                 region = labels == labels.ravel()[nearest]             # [H/s, W/s]
             start = (start_u * stride, start_v * stride, near_d)
@@ -471,6 +473,16 @@ def _on_grid(start: int, stop: int, step: int, low: int, high: int) -> tuple[int
     if low > start:
         start += -(-(low - start) // step) * step
     return start, min(stop, high)
+
+
+def _disc(centre_row: float, centre_col: float, radius: float, shape):
+    """(box, disc): the (row slice, column slice) around a disc of `radius` cells and the
+    disc within it ([rows, cols] bool: squared distance to the centre < radius^2)."""
+    top, bottom = _span(centre_row, radius, shape[0])
+    left, right = _span(centre_col, radius, shape[1])
+    rows = (np.arange(top, bottom) - centre_row) ** 2
+    cols = (np.arange(left, right) - centre_col) ** 2
+    return (slice(top, bottom), slice(left, right)), rows[:, None] + cols[None, :] < radius ** 2
 
 
 def _span(centre: float, radius: float, size: int) -> tuple[int, int]:
