@@ -295,18 +295,22 @@ def listen(topics) -> int:
 
     import rclpy
 
-    def stop(signum, frame):
-        raise KeyboardInterrupt
+    from rclpy.signals import SignalHandlerOptions
 
-    signal.signal(signal.SIGTERM, stop)
-    rclpy.init()
+    # SIGTERM sets a flag that the spin loop reads. rclpy's own handler would shut the context
+    # down under the executor (ExternalShutdownException, or a RuntimeError from inside a
+    # message conversion): a traceback at the end of every few benchmarks.
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("bench_listener")
     for item in topics:
         topic, _, type_name = item.partition("=")
         module, _, name = type_name.partition(":")
         node.create_subscription(getattr(importlib.import_module(module), name), topic, lambda msg: None, 10)
     try:
-        rclpy.spin(node)
+        while not stopping:
+            rclpy.spin_once(node, timeout_sec=0.1)
     except KeyboardInterrupt:
         pass
     finally:
