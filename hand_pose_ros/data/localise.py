@@ -132,16 +132,9 @@ class HandLocaliser:
             return np.zeros(coarse.shape, dtype=bool)
         radius_px = self.seed_radius_mm * abs(cam.fx) / d / stride
         # only the disc's bounding box (a row beyond it on each side) can be inside
-        height, width = coarse.shape
-        top, bottom = _span(v / stride, radius_px, height)
-        left, right = _span(u / stride, radius_px, width)
+        box, disc = _disc(v / stride, u / stride, radius_px, coarse.shape)
         mask = np.zeros(coarse.shape, dtype=bool)
-        if top >= bottom or left >= right:
-            return mask
-        rows = np.arange(top, bottom) - v / stride
-        cols = np.arange(left, right) - u / stride
-        disc = rows[:, None] ** 2 + cols[None, :] ** 2 < radius_px ** 2
-        mask[top:bottom, left:right] = disc & (np.abs(coarse[top:bottom, left:right] - d) < self.seed_radius_mm)
+        mask[box] = disc & (np.abs(coarse[box] - d) < self.seed_radius_mm)
         return mask
 
     def _search(self, pixels, cam, coarse, stride, candidates):

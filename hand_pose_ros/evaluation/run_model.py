@@ -4,6 +4,7 @@ file in the dataset's joint order and scored when ground truth exists.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import sys
@@ -90,8 +91,6 @@ def with_depth_noise(samples, amplitude_mm: int, draws: int, seed: int = 0):
     in [-amplitude_mm, amplitude_mm], on its valid pixels (zeros stay zero). It shows how far a
     figure moves under noise well below a real sensor's: on one frame that spread is the
     figure's uncertainty."""
-    import dataclasses
-
     if amplitude_mm < 1:
         raise ValueError(f"--depth-noise-mm must be a whole number >= 1, got {amplitude_mm}")
     if draws < 1:
